@@ -1,0 +1,356 @@
+"""The one training loop. Every strategy plugs into it through the hooks in
+``strategies/base.py``; none copies it.
+
+``Learner.fit(stream)`` trains on each task in turn and, after each, evaluates on every task of
+the stream (future ones included, for forward transfer), filling the accuracy matrix
+``R[i][j]`` = accuracy on task j after training task i.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from forgetless.data.stream import Scenario, Stream, Task
+from forgetless.errors import ConfigurationError, DataError, ScenarioError, TrainingDivergedError
+from forgetless.models.heads import OutputMask, apply_mask
+from forgetless.strategies.base import Batch, Strategy, TrainingData
+from forgetless.strategies.composite import Composite
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class FitResult:
+    """What ``Learner.fit`` measured."""
+
+    accuracy_matrix: list[list[float]]
+    untrained_accuracy: list[float]
+    train_seconds: list[float] = field(default_factory=list)
+    eval_seconds: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+
+
+def check_scenario(strategy: Strategy, scenario: Scenario) -> None:
+    """Refuse a strategy that cannot serve ``scenario`` meaningfully, saying why."""
+    scenario = Scenario.parse(scenario)
+    if scenario.value in strategy.scenarios and not (
+            strategy.needs_task_id and not scenario.task_id_at_test):
+        return
+    served = ", ".join(sorted(strategy.scenarios)) or "none"
+    why = (" It needs the task id at test time, which only task-incremental runs give; without "
+           "it the model cannot know which of its task-specific parts to use."
+           if strategy.needs_task_id and not scenario.task_id_at_test else "")
+    raise ScenarioError(
+        f"strategy '{strategy.name}' does not serve the {scenario.value}-incremental scenario."
+        f"{why} It serves: {served}. Choose one of those with --scenario, or another strategy "
+        "(`forgetless list` shows what each serves)."
+    )
+
+
+class Learner:
+    """Trains one model on a stream of tasks with a strategy.
+
+    Budget per task: ``epochs`` passes over the task's training data, or exactly ``iterations``
+    optimiser steps when given. The optimiser (``adam`` or ``sgd``) is rebuilt at every task
+    unless ``reset_optimizer=False``, and always when the set of trainable parameters changes.
+    One ``seed`` fixes the order of batches and every sampler a strategy draws from
+    ``learner.generator``.
+    """
+
+    def __init__(self, model: nn.Module, strategy: Strategy | None = None, *, epochs: int = 1,
+                 iterations: int | None = None, batch_size: int = 128, lr: float = 1e-3,
+                 optimizer: str = "adam", momentum: float = 0.0, weight_decay: float = 0.0,
+                 reset_optimizer: bool = True, seed: int = 0, device: str | torch.device = "cpu",
+                 eval_batch_size: int = 1000, progress: bool | None = None) -> None:
+        if optimizer not in OPTIMIZERS:
+            raise ConfigurationError(f"unknown optimizer '{optimizer}'; choose adam or sgd.")
+        if iterations is None and (not isinstance(epochs, int) or epochs < 1):
+            raise ConfigurationError(f"epochs must be a positive whole number, got {epochs!r}.")
+        if iterations is not None and (not isinstance(iterations, int) or iterations < 1):
+            raise ConfigurationError(
+                f"iterations must be a positive whole number, got {iterations!r}.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError(f"batch size must be a positive whole number, got "
+                                     f"{batch_size!r}.")
+        if not lr > 0:
+            raise ConfigurationError(f"learning rate must be positive, got {lr!r}.")
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device)
+        if strategy is None:
+            from forgetless.strategies.bounds import Naive
+
+            strategy = Naive()
+        self.strategy = strategy if isinstance(strategy, Composite) else Composite(strategy)
+        self.epochs, self.iterations, self.batch_size = epochs, iterations, batch_size
+        self.lr, self.optimizer_name, self.momentum = lr, optimizer, momentum
+        self.weight_decay, self.reset_optimizer = weight_decay, reset_optimizer
+        self.seed, self.eval_batch_size = seed, eval_batch_size
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._trainable: tuple[int, ...] = ()
+        # What the learner knows of the stream (grows with ``learn`` on new tasks).
+        self.scenario: Scenario | None = None
+        self.stream_tasks: list[Task] = []
+        self.tasks_learned: list[int] = []
+        self.output_mask: OutputMask | None = None
+        self.current_task: Task | None = None
+        self.step_in_task = 0
+        self.strategy.setup(self)
+
+    # ------------------------------------------------------------------ the stream
+    def bind(self, stream: Stream) -> None:
+        """Adopt a stream's scenario, head and tasks, checking that they fit this learner."""
+        check_scenario(self.strategy, stream.scenario)
+        if self.scenario is not None and self.scenario is not stream.scenario:
+            raise ScenarioError(
+                f"this learner runs the {self.scenario.value}-incremental scenario; a "
+                f"{stream.scenario.value}-incremental stream cannot continue it."
+            )
+        self._check_model(stream)
+        self.scenario = stream.scenario
+        if self.output_mask is None:
+            self.output_mask = OutputMask(stream.scenario, stream.num_outputs)
+        for task in stream.tasks:
+            self._know(task)
+
+    def _know(self, task: Task) -> None:
+        if task.task_id < len(self.stream_tasks):
+            self.stream_tasks[task.task_id] = task
+        elif task.task_id == len(self.stream_tasks):
+            self.stream_tasks.append(task)
+        else:
+            raise DataError(
+                f"task {task.task_id} arrives after {len(self.stream_tasks)} known tasks; "
+                f"the next task's id must be {len(self.stream_tasks)}."
+            )
+        self.output_mask.add_task(task.task_id, task.classes)
+
+    def _check_model(self, stream: Stream) -> None:
+        sample = stream.tasks[0].test_x[:1].to(self.device)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model(sample)
+        except RuntimeError as error:
+            raise DataError(
+                f"the model cannot take inputs of per-sample shape {stream.input_shape} "
+                f"({str(error).splitlines()[0]}); build the model for the stream's input shape."
+            ) from None
+        finally:
+            self.model.train(was_training)
+        if out.ndim != 2 or out.shape[1] != stream.num_outputs:
+            raise DataError(
+                f"the model gives outputs of shape {tuple(out.shape[1:])} per sample but the "
+                f"stream's labels need {stream.num_outputs} output units; build the model with "
+                f"num_outputs={stream.num_outputs}."
+            )
+
+    # ------------------------------------------------------------------ training
+    def fit(self, stream: Stream) -> FitResult:
+        """Train on every task of ``stream`` in order; evaluate on all tasks after each."""
+        self.bind(stream)
+        result = FitResult([], self.evaluate(stream.tasks))
+        for task in stream.tasks:
+            start = time.perf_counter()
+            steps = self.learn(task)
+            result.train_seconds.append(time.perf_counter() - start)
+            result.steps.append(steps)
+            start = time.perf_counter()
+            result.accuracy_matrix.append(self.evaluate(stream.tasks))
+            result.eval_seconds.append(time.perf_counter() - start)
+        return result
+
+    def learn(self, task: Task) -> int:
+        """Train on one task (a new one may arrive at any time); returns the steps taken."""
+        if self.output_mask is None:
+            raise ConfigurationError(
+                "the learner knows no stream yet; call fit(stream) or bind(stream) first.")
+        task.validate(self.output_mask.num_outputs)
+        self._know(task)
+        self.current_task = task
+        data = self.strategy.training_data(task) or TrainingData(
+            task.train_x, task.train_y, task.task_ids)
+        self.strategy.before_task(task)
+        self.output_mask.mark_seen(torch.cat([data.task_ids, task.task_ids[:1]]))
+        self._prepare_optimizer()
+        steps = self.budget(len(data.x))
+        self.run_steps(data, steps, desc=f"task {task.task_id + 1}/{len(self.stream_tasks)}")
+        self.strategy.after_task(task)
+        self.tasks_learned.append(task.task_id)
+        return steps
+
+    def budget(self, num_samples: int) -> int:
+        """Optimiser steps for a task of ``num_samples`` training samples."""
+        if num_samples == 0:
+            return 0
+        if self.iterations is not None:
+            return self.iterations
+        return self.epochs * math.ceil(num_samples / self.batch_size)
+
+    def run_steps(self, data: TrainingData, steps: int, desc: str = "training") -> None:
+        """``steps`` optimiser steps on shuffled mini-batches of ``data``, calling the hooks.
+
+        Strategies may call this for extra phases (PackNet's fine-tuning after pruning)."""
+        if steps == 0:
+            return
+        x, y, task_ids = (t.to(self.device) for t in (data.x, data.y, data.task_ids))
+        n = x.shape[0]
+        order, position = None, n
+        bar = _progress_bar(steps, desc, self.progress)
+        for step in range(steps):
+            if position >= n:
+                order, position = torch.randperm(n, generator=self.generator), 0
+                order = order.to(self.device)
+            index = order[position:position + self.batch_size]
+            position += self.batch_size
+            self.step_in_task = step
+            loss = self.train_step(Batch(x[index], y[index], task_ids[index]))
+            if bar is not None and (step % 10 == 0 or step == steps - 1):
+                bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+                bar.update(step + 1 - bar.n)
+        if bar is not None:
+            bar.close()
+
+    def train_step(self, batch: Batch) -> float:
+        """One optimiser step on ``batch`` with every hook; returns the loss."""
+        strategy = self.strategy
+        if strategy.uses("extend_batch"):
+            batch = strategy.extend_batch(batch)
+        self.model.train()
+        logits = self.forward(batch.x, batch.task_ids)
+        loss = F.cross_entropy(apply_mask(logits, self.output_mask.for_training(batch.task_ids)),
+                               batch.y)
+        if strategy.uses("penalty"):
+            term = strategy.penalty(batch, logits)
+            if term is not None:
+                loss = loss + term
+        value = loss.item()
+        if not math.isfinite(value):
+            task = self.current_task.task_id if self.current_task else "?"
+            raise TrainingDivergedError(
+                f"the loss became {value} at task {task}, step {self.step_in_task}; lower the "
+                "learning rate (--lr) or the strategy's strength, and check the inputs' scale."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if strategy.uses("before_step"):
+            strategy.before_step()
+        self.optimizer.step()
+        if strategy.uses("after_step"):
+            strategy.after_step()
+        return value
+
+    def forward(self, x: torch.Tensor, task_ids: torch.Tensor | None) -> torch.Tensor:
+        """Logits for ``x``: the strategy's own forward when it has one, else the model's."""
+        if self.strategy.uses("forward"):
+            logits = self.strategy.forward(x, task_ids)
+            if logits is not None:
+                return logits
+        return self.model(x)
+
+    # ------------------------------------------------------------------ optimiser
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def rebuild_optimizer(self) -> None:
+        params = self.trainable_parameters()
+        if self.optimizer_name == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
+                                             weight_decay=self.weight_decay)
+        self._trainable = tuple(id(p) for p in params)
+
+    def _prepare_optimizer(self) -> None:
+        current = tuple(id(p) for p in self.trainable_parameters())
+        if self.optimizer is None or self.reset_optimizer or current != self._trainable:
+            self.rebuild_optimizer()
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
+        """Predicted labels. ``task_id`` is used only in task-incremental runs; in the others
+        the task id never reaches the prediction."""
+        if not self.scenario or not self.scenario.task_id_at_test:
+            task_id = None
+        elif task_id is None:
+            raise ConfigurationError("task-incremental prediction needs the task id.")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            x = x.to(self.device)
+            if self.strategy.uses("predict"):
+                labels = self.strategy.predict(x, task_id)
+                if labels is not None:
+                    return labels
+            task_ids = None if task_id is None else torch.full(
+                (x.shape[0],), task_id, dtype=torch.long, device=self.device)
+            logits = self.forward(x, task_ids)
+            return apply_mask(logits, self.output_mask.for_test(task_id)).argmax(1)
+        finally:
+            self.model.train(was_training)
+
+    def evaluate(self, tasks) -> list[float]:
+        """Test accuracy on each task, in order."""
+        accuracies = []
+        for task in tasks:
+            correct = 0
+            for start in range(0, task.test_x.shape[0], self.eval_batch_size):
+                x = task.test_x[start:start + self.eval_batch_size]
+                y = task.test_y[start:start + self.eval_batch_size].to(self.device)
+                correct += int((self.predict(x, task.task_id) == y).sum())
+            accuracies.append(correct / max(1, task.test_x.shape[0]))
+        return accuracies
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly where the learner is (checkpoints)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "output_mask": None if self.output_mask is None else self.output_mask.state_dict(),
+            "tasks_learned": list(self.tasks_learned),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        # The strategy first: it may grow the model (PNN columns) before the weights load.
+        self.strategy.load_state_dict(state["strategy"])
+        self.model.load_state_dict(state["model"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["output_mask"] is not None:
+            if self.output_mask is None:
+                raise ConfigurationError("bind the learner to its stream before loading state.")
+            self.output_mask.load_state_dict(state["output_mask"])
+        self.tasks_learned = list(state["tasks_learned"])
+        self.rebuild_optimizer()
+        if state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _resolve_device(device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError("device 'cuda' was asked for but no CUDA GPU is available; "
+                                 "use --device cpu.")
+    return device
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.2)

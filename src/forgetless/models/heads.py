@@ -1,0 +1,66 @@
+"""Output masking for the three scenarios, in one place (after van de Ven & Tolias 2019).
+
+- task-incremental: each sample's logits are restricted to its own task's units, in training and
+  at test (the task id is given);
+- class-incremental: training restricts logits to the units of the tasks seen so far (so units
+  of future classes are not pushed down before they are learned); test uses the whole head;
+- domain-incremental: no mask.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from forgetless.data.stream import Scenario
+
+
+class OutputMask:
+    """Builds the boolean masks of allowed output units for a stream's scenario."""
+
+    def __init__(self, scenario: Scenario, num_outputs: int) -> None:
+        self.scenario = Scenario.parse(scenario)
+        self.num_outputs = num_outputs
+        self.task_units = torch.zeros(0, num_outputs, dtype=torch.bool)  # [tasks, outputs]
+        self.seen_units = torch.zeros(num_outputs, dtype=torch.bool)
+
+    def add_task(self, task_id: int, classes) -> None:
+        """Record the units a task owns (its ``classes``)."""
+        if task_id >= self.task_units.shape[0]:
+            grown = torch.zeros(task_id + 1, self.num_outputs, dtype=torch.bool)
+            grown[: self.task_units.shape[0]] = self.task_units
+            self.task_units = grown
+        self.task_units[task_id, list(classes)] = True
+
+    def mark_seen(self, task_ids: torch.Tensor) -> None:
+        """Units of these tasks become allowed in class-incremental training."""
+        self.seen_units |= self.task_units[task_ids.unique()].any(0)
+
+    def for_training(self, task_ids: torch.Tensor) -> torch.Tensor | None:
+        """The mask for a training batch: per sample (task-IL), shared (class-IL) or None."""
+        if self.scenario is Scenario.TASK:
+            return self.task_units[task_ids]
+        if self.scenario is Scenario.CLASS:
+            return self.seen_units
+        return None
+
+    def for_test(self, task_id: int | None) -> torch.Tensor | None:
+        """The mask at test time; only task-incremental runs are given ``task_id``."""
+        if self.scenario is Scenario.TASK:
+            return self.task_units[task_id]
+        return None
+
+    def state_dict(self) -> dict:
+        return {"task_units": self.task_units.clone(), "seen_units": self.seen_units.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.task_units = state["task_units"].clone()
+        self.seen_units = state["seen_units"].clone()
+
+
+def apply_mask(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Push disallowed logits to a very negative finite value.
+
+    Finite (not -inf) so that softmax-based distillation on masked logits stays NaN-free."""
+    if mask is None:
+        return logits
+    return logits.masked_fill(~mask.to(logits.device), torch.finfo(logits.dtype).min / 2)

@@ -1,0 +1,83 @@
+"""The networks: an MLP (784-400-400 by default, as in Hsu et al. 2018 and van de Ven & Tolias
+2019) and a small ConvNet. Both expose ``features(x)`` (the last hidden layer) and ``head`` (the
+output layer), which iCaRL, generative replay and the architecture strategies build on."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from forgetless.errors import ConfigurationError
+from forgetless.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+@MODELS.register("mlp")
+class MLP(nn.Module):
+    """Fully connected ReLU network on flattened inputs."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_outputs: int,
+                 hidden: tuple[int, ...] | list[int] = (400, 400)) -> None:
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.num_outputs = num_outputs
+        self.hidden = tuple(int(h) for h in hidden)
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(self.input_shape)
+        for h in self.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.feature_size = width
+        self.head = nn.Linear(width, num_outputs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+@MODELS.register("convnet")
+class ConvNet(nn.Module):
+    """Two conv blocks (conv-BN-ReLU-maxpool) and one hidden linear layer: small enough for a
+    laptop CPU, with BatchNorm so the Fisher's "leave BN statistics untouched" rule is tested."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_outputs: int,
+                 channels: tuple[int, int] | list[int] = (32, 64), hidden: int = 256) -> None:
+        super().__init__()
+        if len(input_shape) != 3:
+            raise ConfigurationError(
+                f"convnet needs image inputs (channels, height, width), got shape "
+                f"{tuple(input_shape)}; use --model mlp for flat features."
+            )
+        self.input_shape = tuple(input_shape)
+        self.num_outputs = num_outputs
+        c_in, height, width = input_shape
+        blocks: list[nn.Module] = []
+        for c_out in channels:
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+            c_in, height, width = c_out, height // 2, width // 2
+        blocks += [nn.Flatten(), nn.Linear(c_in * height * width, hidden), nn.ReLU()]
+        self.body = nn.Sequential(*blocks)
+        self.feature_size = hidden
+        self.head = nn.Linear(hidden, num_outputs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_outputs: int, **options) -> nn.Module:
+    """Build a registered model by name, e.g. ``build_model("mlp", (1, 28, 28), 10)``."""
+    cls = MODELS.get(name)
+    try:
+        return cls(input_shape, num_outputs, **options)
+    except TypeError as error:
+        raise ConfigurationError(f"model '{name}': {error}; see its docstring for options.") from None

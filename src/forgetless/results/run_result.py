@@ -1,0 +1,72 @@
+"""One run's record: resolved config, run id, accuracy matrix, metrics, costs, environment.
+
+Saved as JSON with a schema version so that later versions can read (or refuse, clearly) what
+earlier ones wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from forgetless.errors import ConfigurationError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    config: dict
+    accuracy_matrix: list[list[float]]
+    untrained_accuracy: list[float]
+    metrics: dict[str, float]
+    costs: dict
+    strategy_info: dict = field(default_factory=dict)  # family, needs_task_id, stores_raw_data
+    task_descriptions: list[str] = field(default_factory=list)
+    environment: dict = field(default_factory=dict)
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunResult:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"this run record has schema version {version}; this forgetless reads version "
+                f"{SCHEMA_VERSION}. Re-run it with this version, or use the matching forgetless."
+            )
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigurationError(f"no run record at '{path}'.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ConfigurationError(
+                f"'{path}' is not a forgetless run record (not JSON); give the file that "
+                "`forgetless run --output` wrote."
+            ) from None
+        if not isinstance(data, dict) or "accuracy_matrix" not in data:
+            raise ConfigurationError(f"'{path}' is JSON but not a forgetless run record.")
+        return cls.from_dict(data)

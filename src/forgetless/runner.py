@@ -1,0 +1,124 @@
+"""From a RunConfig to a RunResult: build the stream, model, strategy and Learner, train,
+measure. The CLI, ``compare`` and sweeps all run experiments through here."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import torch
+
+from forgetless.config import RunConfig, run_id
+from forgetless.data.benchmarks import build_stream
+from forgetless.data.stream import Stream
+from forgetless.learner import Learner, check_scenario
+from forgetless.metrics import summarize
+from forgetless.models import build_model
+from forgetless.results import RunResult
+from forgetless.strategies import build_strategy
+
+
+@dataclass
+class Experiment:
+    """A configured, not yet trained run."""
+
+    config: RunConfig
+    resolved: dict
+    run_id: str
+    stream: Stream
+    learner: Learner
+
+
+def resolve(config: RunConfig, strategy) -> dict:
+    """The configuration with every strategy hyper-parameter spelled out (``name.param``)."""
+    resolved = config.to_dict()
+    parts = getattr(strategy, "parts", [strategy])
+    resolved["strategy_params"] = {f"{p.name}.{k}": v for p in parts
+                                   for k, v in p.hyperparameters().items()}
+    return resolved
+
+
+def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
+    """Build everything and check it fits together, before any training or writing."""
+    source_options = {"data_dir": config.data_dir} if config.data_dir else {}
+    stream = build_stream(config.benchmark, config.scenario, config.tasks, seed=config.seed,
+                          source=config.source, source_options=source_options,
+                          **config.benchmark_options)
+    strategy = build_strategy(config.strategy, config.strategy_params,
+                              benchmark=config.benchmark, scenario=stream.scenario.value)
+    check_scenario(strategy, stream.scenario)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, stream.input_shape, stream.num_outputs,
+                        **config.model_options)
+    learner = Learner(model, strategy, epochs=config.epochs, iterations=config.iterations,
+                      batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
+                      momentum=config.momentum, reset_optimizer=config.reset_optimizer,
+                      seed=config.seed, device=config.device, progress=progress)
+    learner.bind(stream)
+    resolved = resolve(config, strategy)
+    return Experiment(config, resolved, run_id(resolved), stream, learner)
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def environment(device) -> dict:
+    import numpy
+
+    from forgetless import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "forgetless": __version__,
+            "platform": platform.platform(), "threads": torch.get_num_threads(),
+            "device": str(device)}
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def run(config: RunConfig, progress: bool | None = None) -> RunResult:
+    """Train and measure one configured run."""
+    experiment = prepare(config, progress)
+    learner = experiment.learner
+    parameters_before = parameter_count(learner.model)
+    fit = learner.fit(experiment.stream)
+    return record(experiment, fit, parameters_before)
+
+
+def record(experiment: Experiment, fit, parameters_before: int) -> RunResult:
+    """The RunResult of a finished fit."""
+    learner = experiment.learner
+    strategy = learner.strategy
+    footprint = strategy.footprint()
+    parameters = parameter_count(learner.model)
+    costs = {
+        "train_seconds": fit.train_seconds,
+        "train_seconds_total": sum(fit.train_seconds),
+        "eval_seconds_total": sum(fit.eval_seconds),
+        "steps": fit.steps,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "parameters": parameters,
+        "parameters_added": max(footprint.parameters_added, parameters - parameters_before),
+        "strategy_bytes": footprint.bytes_held,
+    }
+    return RunResult(
+        run_id=experiment.run_id,
+        config=experiment.resolved,
+        accuracy_matrix=fit.accuracy_matrix,
+        untrained_accuracy=fit.untrained_accuracy,
+        metrics=summarize(fit.accuracy_matrix, fit.untrained_accuracy),
+        costs=costs,
+        strategy_info={"name": strategy.name, "family": strategy.family,
+                       "needs_task_id": strategy.needs_task_id,
+                       "stores_raw_data": footprint.stores_raw_data or strategy.stores_raw_data},
+        task_descriptions=[t.description for t in experiment.stream.tasks],
+        environment=environment(learner.device),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
