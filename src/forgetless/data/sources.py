@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from forgetless.data.validation import check_inputs, check_labels
-from forgetless.errors import DataError
+from forgetless.errors import ConfigurationError, DataError
 from forgetless.registry import Registry
 
 #: Loaders by name. Each takes keyword options (``data_dir`` for the file formats) and returns a
@@ -61,6 +61,8 @@ class Source:
         (N, H, W) get a channel dimension."""
         train_x, test_x = _as_float_images(train_x), _as_float_images(test_x)
         train_y, test_y = torch.as_tensor(train_y), torch.as_tensor(test_y)
+        check_inputs(train_x, f"{name} train inputs")
+        check_inputs(test_x, f"{name} test inputs")
         if num_classes is None:
             check_labels(train_y, train_x.shape[0], None, f"{name} train labels")
             check_labels(test_y, test_x.shape[0], None, f"{name} test labels")
@@ -193,5 +195,15 @@ def sklearn_digits() -> Source:
 
 def load_source(name: str, **options) -> Source:
     """Build a registered source by name (``data_dir=...`` for the file formats)."""
+    import inspect
+
     loader = SOURCES.get(name)
+    accepted = inspect.signature(loader).parameters
+    for option in options:
+        if option not in accepted:
+            takes = ", ".join(accepted) or "no options"
+            raise ConfigurationError(
+                f"source '{name}' does not take '{option}' (it takes: {takes}); "
+                + ("it is embedded, so drop --data-dir." if not accepted else "")
+            )
     return loader(**options)

@@ -1,0 +1,1 @@
+"""One module per ``forgetless`` subcommand (see ``forgetless.cli.COMMANDS``)."""

@@ -1,0 +1,37 @@
+"""``forgetless list``: what can be run."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("list")
+def list_() -> None:
+    """List benchmarks, sources, models and strategies with what each strategy needs."""
+    from forgetless.data.benchmarks import BENCHMARKS
+    from forgetless.data.sources import SOURCES
+    from forgetless.models import MODELS
+    from forgetless.strategies import STRATEGIES
+    from forgetless.tables import format_table
+
+    def first_line(obj) -> str:
+        """The docstring's first sentence, on one line."""
+        text = " ".join((obj.__doc__ or "").split())
+        end = text.find(". ")
+        return text if end < 0 else text[:end + 1]
+
+    click.echo("benchmarks:")
+    for name, builder in BENCHMARKS.items():
+        click.echo(f"  {name:<12} {first_line(builder)}")
+    click.echo("sources:    " + ", ".join(SOURCES.names()))
+    click.echo("models:     " + ", ".join(MODELS.names()))
+    click.echo("\nstrategies:")
+    order = {"baseline": 0, "regularization": 1, "replay": 2, "architecture": 3}
+    rows = []
+    for name, cls in sorted(STRATEGIES.items(), key=lambda kv: (order.get(kv[1].family, 9),
+                                                                 kv[0])):
+        scenarios = ",".join(s for s in ("task", "domain", "class") if s in cls.scenarios)
+        rows.append([name, cls.family, scenarios, "yes" if cls.stores_raw_data else "no",
+                     "yes" if cls.needs_task_id else "no", first_line(cls)])
+    click.echo(format_table(["strategy", "family", "scenarios", "raw data", "task id",
+                             "what it does"], rows, align="llllll"))

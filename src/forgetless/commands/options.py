@@ -1,0 +1,53 @@
+"""Options shared by the commands that configure runs (run, compare, sweep)."""
+
+from __future__ import annotations
+
+import click
+
+from forgetless.config import RunConfig, load_config_file, parse_settings
+
+
+def experiment_options(function):
+    """The options that describe a run. Unset options (None) leave the config file's value or
+    the default, so precedence is defaults < --config FILE < command line."""
+    options = [
+        click.option("--benchmark", help="split, permuted or rotated (default split)."),
+        click.option("--scenario", help="task, domain or class (default class)."),
+        click.option("--tasks", type=int, help="Number of tasks (default 5)."),
+        click.option("--source", help="mnist (embedded 5k), digits, idx, fashion-mnist, cifar10, "
+                                      "cifar100 (default mnist)."),
+        click.option("--data-dir", type=click.Path(), help="Folder of the idx/cifar files."),
+        click.option("--model", help="mlp or convnet (default mlp)."),
+        click.option("--hidden", help="MLP hidden sizes, e.g. 400,400."),
+        click.option("--epochs", type=int, help="Epochs per task (default 5)."),
+        click.option("--iterations", type=int, help="Steps per task (instead of epochs)."),
+        click.option("--batch-size", type=int, help="Mini-batch size (default 128)."),
+        click.option("--lr", type=float, help="Learning rate (default 0.001)."),
+        click.option("--optimizer", type=click.Choice(["adam", "sgd"]), help="Default adam."),
+        click.option("--momentum", type=float, help="SGD momentum (default 0)."),
+        click.option("--keep-optimizer", is_flag=True, default=None,
+                     help="Keep the optimiser's state across tasks (default: reset)."),
+        click.option("--seed", type=int, help="Seed for data order, init and samplers."),
+        click.option("--device", help="cpu (default) or cuda."),
+        click.option("--config", "config_file", type=click.Path(),
+                     help="TOML file of run settings (overridden by the command line)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def config_from_options(base: RunConfig | None = None, *, strategy=None, settings=(),
+                        config_file=None, hidden=None, keep_optimizer=None, **values) -> RunConfig:
+    """Defaults < config file < command line."""
+    config = base or RunConfig()
+    if config_file:
+        config = config.updated(**load_config_file(config_file))
+    model_options = dict(config.model_options)
+    if hidden:
+        model_options["hidden"] = [int(h) for h in str(hidden).split(",") if h.strip()]
+    strategy_params = dict(config.strategy_params)
+    strategy_params.update(parse_settings(settings))
+    return config.updated(
+        strategy=strategy, model_options=model_options, strategy_params=strategy_params,
+        reset_optimizer=None if keep_optimizer is None else not keep_optimizer, **values)

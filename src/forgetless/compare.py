@@ -1,0 +1,304 @@
+"""The comparison: every registered strategy (or a chosen few), each in every scenario it
+serves, over several seeds, on one protocol; runs go to a pool of worker processes and into the
+results store; the table is built from the store.
+
+- ``plan`` lists the runs (RunConfigs) and ``planned_run_id`` names each without training it;
+- ``execute`` trains those the store lacks (``rerun=True``: all of them) on ``jobs`` processes
+  (``spawn`` context, ``threads`` torch threads each) with one progress display, writing each
+  finished run to the store at once, so an interrupted comparison continues where it stopped;
+- ``compare`` does both and returns the runs of the comparison, read back from the store.
+
+Budgets (``PRESETS``): ``quick`` (the default of ``forgetless compare``) is 2 epochs per task
+and 2 seeds, which keeps the whole registry on the embedded split MNIST within about five
+minutes on two CPU cores; ``full`` is the default run protocol (5 epochs per task) over 5 seeds.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from forgetless.config import RunConfig, run_id
+from forgetless.errors import ConfigurationError, ForgetlessError
+from forgetless.results.run_result import RunResult
+from forgetless.results.store import RunStore
+from forgetless.results.summary import SCENARIO_ORDER, family_rank
+
+#: name -> (RunConfig changes, seeds).
+PRESETS = {
+    "quick": ({"epochs": 2, "iterations": None}, 2),
+    "full": ({"epochs": 5, "iterations": None}, 5),
+}
+#: Always part of a comparison: the forgetting to beat and the bound to approach.
+REFERENCE_STRATEGIES = ("naive", "joint")
+
+
+# ---------------------------------------------------------------------- planning
+def _registry():
+    from forgetless.strategies import STRATEGIES
+
+    return STRATEGIES
+
+
+def _parts(spec: str) -> list[str]:
+    return [n.strip() for n in spec.split("+") if n.strip()]
+
+
+def served_scenarios(spec: str, registry=None) -> list[str]:
+    """The scenarios a strategy (or a composition ``a+b``) serves, in the order task, domain,
+    class. A strategy that needs the task id at test time serves only task-incremental."""
+    registry = registry or _registry()
+    classes = [registry.get(n) for n in _parts(spec)]
+    if not classes:
+        raise ConfigurationError("an empty strategy name; e.g. --strategies ewc,er.")
+    served = frozenset.intersection(*(frozenset(c.scenarios) for c in classes))
+    if any(c.needs_task_id for c in classes):
+        served &= {"task"}
+    return [s for s in SCENARIO_ORDER if s in served]
+
+
+def default_strategies(registry=None) -> list[str]:
+    """Every registered strategy, baselines first, then by family and name."""
+    registry = registry or _registry()
+    return [name for name, cls in sorted(registry.items(),
+                                         key=lambda kv: (family_rank(kv[1].family), kv[0]))]
+
+
+def settings_for(spec: str, settings: dict) -> dict:
+    """The ``--set`` values that apply to ``spec``: ``name.param`` only to strategies with that
+    part, a bare ``param`` to every strategy whose constructor takes it."""
+    from forgetless.strategies import STRATEGIES, constructor_parameters
+
+    names = _parts(spec)
+    accepted = {p for n in names for p in constructor_parameters(STRATEGIES.get(n))}
+    chosen = {}
+    for key, value in settings.items():
+        target, _, param = key.rpartition(".")
+        if (target and target in names) or (not target and param in accepted):
+            chosen[key] = value
+    return chosen
+
+
+def _check_settings(strategies: list[str], settings: dict) -> None:
+    """A setting no strategy of the comparison takes is a typo; say so before any run."""
+    for key in settings:
+        if not any(key in settings_for(spec, {key: None}) for spec in strategies):
+            raise ConfigurationError(
+                f"--set {key}: no strategy of this comparison takes it; write "
+                "STRATEGY.PARAM (e.g. --set ewc.lam=100) for one of: "
+                f"{', '.join(strategies)}.")
+
+
+def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
+         scenarios: Iterable[str] | None = None, seeds: Iterable[int] = (0, 1),
+         settings: dict | None = None, references: bool = True) -> list[RunConfig]:
+    """The runs of a comparison: each strategy in each requested scenario it serves, each seed.
+
+    ``strategies`` None means every registered one; ``references`` adds naive and joint."""
+    from forgetless.data.stream import Scenario
+
+    base = base or RunConfig()
+    settings = dict(settings or {})
+    explicit = strategies is not None
+    names = list(dict.fromkeys(strategies if explicit else default_strategies()))
+    if references:
+        names = [n for n in REFERENCE_STRATEGIES if n not in names] + names
+    if not names:
+        raise ConfigurationError("no strategies to compare; e.g. --strategies ewc,er.")
+    wanted = [Scenario.parse(s).value for s in (scenarios or SCENARIO_ORDER)]
+    seeds = list(dict.fromkeys(seeds))
+    if not seeds:
+        raise ConfigurationError("at least one seed is needed (--seeds 2).")
+    settings = {**base.strategy_params, **settings}
+    _check_settings(names, settings)
+    configs = []
+    for spec in names:
+        served = [s for s in served_scenarios(spec) if s in wanted]
+        if not served and explicit and spec not in REFERENCE_STRATEGIES:
+            raise ConfigurationError(
+                f"'{spec}' serves none of the scenarios asked for ({', '.join(wanted)}); it "
+                f"serves {', '.join(served_scenarios(spec)) or 'none'}.")
+        params = settings_for(spec, settings)
+        for scenario in served:
+            for seed in seeds:
+                configs.append(base.updated(strategy=spec, scenario=scenario, seed=seed,
+                                            strategy_params=params))
+    return configs
+
+
+def planned_run_id(config: RunConfig) -> str:
+    """The run id ``forgetless.runner.run(config)`` will give, without building data or model
+    (the strategy is built, which is cheap, to resolve its hyper-parameters)."""
+    from forgetless.data.stream import Scenario
+    from forgetless.runner import resolve
+    from forgetless.strategies import build_strategy
+
+    scenario = Scenario.parse(config.scenario).value
+    strategy = build_strategy(config.strategy, config.strategy_params,
+                              benchmark=config.benchmark, scenario=scenario)
+    return run_id(resolve(config.updated(scenario=scenario), strategy))
+
+
+# ---------------------------------------------------------------------- the workers
+def _watch_parent(parent: int) -> None:
+    """A worker whose parent died (killed comparison) exits instead of lingering."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _reset_peak_memory() -> None:
+    """Linux: restart this process's peak-RSS count, so each run reports its own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def run_config(values: dict) -> tuple[str, dict | str]:
+    """Train one run (in a worker); ``("ok", RunResult dict)`` or ``("error", message)``."""
+    from forgetless.runner import run
+
+    try:
+        _reset_peak_memory()
+        return "ok", run(RunConfig.from_dict(values), progress=False).to_dict()
+    except ForgetlessError as error:
+        return "error", str(error)
+    except Exception as error:  # a broken strategy must not stop the whole comparison
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        return "error", (f"{type(error).__name__}: {error} (at {os.path.basename(where.filename)}"
+                         f":{where.lineno})")
+
+
+# ---------------------------------------------------------------------- execution
+@dataclass
+class Outcome:
+    """What ``execute`` did."""
+
+    planned: list[str]  # run ids, in plan order
+    skipped: int = 0  # already in the store
+    trained: int = 0
+    failures: list[tuple[RunConfig, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def describe(config: RunConfig) -> str:
+    return f"{config.strategy} {config.scenario} seed {config.seed}"
+
+
+def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: int = 1,
+            rerun: bool = False, progress: bool | None = None,
+            echo: Callable[[str], None] | None = None) -> Outcome:
+    """Train the runs of ``configs`` the store lacks and record each as it finishes.
+
+    ``jobs`` 1 trains in this process; more uses a pool of spawned worker processes.
+    ``progress``: one bar for the whole comparison (default: when stderr is a terminal);
+    otherwise ``echo`` (if given) gets one line per finished run."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ConfigurationError(f"--jobs must be a positive whole number, got {jobs!r}.")
+    if not isinstance(threads, int) or threads < 1:
+        raise ConfigurationError(f"--threads must be a positive whole number, got {threads!r}.")
+    start = time.perf_counter()
+    ids = [planned_run_id(c) for c in configs]
+    outcome = Outcome(planned=ids)
+    stored = set() if rerun else store.run_ids()
+    todo, seen = [], set()
+    for config, rid in zip(configs, ids, strict=True):
+        if rid in stored or rid in seen:
+            outcome.skipped += rid in stored
+            continue
+        seen.add(rid)
+        todo.append((config, rid))
+    if not todo:
+        outcome.seconds = time.perf_counter() - start
+        return outcome
+    progress = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="compare", unit="run", dynamic_ncols=True)
+
+    def finished(config: RunConfig, rid: str, status: str, payload) -> None:
+        if status == "ok":
+            result = RunResult.from_dict(payload)
+            if result.run_id != rid:  # the plan and the runner must agree, or resuming breaks
+                raise RuntimeError(f"run id mismatch for {describe(config)}: planned {rid}, "
+                                   f"got {result.run_id}")
+            store.put(result)
+            outcome.trained += 1
+            note = f"ACC {100 * result.metrics['acc']:.1f}%"
+        else:
+            outcome.failures.append((config, payload))
+            note = f"FAILED: {payload}"
+        done = outcome.trained + len(outcome.failures)
+        if bar is not None:
+            bar.set_postfix_str(f"{describe(config)}: {note}"[:60], refresh=False)
+            bar.update(1)
+            if status != "ok":
+                bar.write(f"{describe(config)} failed: {payload}")
+        elif echo is not None:
+            echo(f"[{done}/{len(todo)}] {describe(config)}: {note}")
+
+    try:
+        if jobs == 1:
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                for config, rid in todo:
+                    finished(config, rid, *run_config(config.to_dict()))
+            finally:
+                torch.set_num_threads(previous)
+        else:
+            _run_pool(todo, jobs, threads, finished)
+    finally:
+        if bar is not None:
+            bar.close()
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _run_pool(todo, jobs: int, threads: int, finished) -> None:
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
+                               initializer=_worker_init, initargs=(threads, os.getpid()))
+    pending = {}
+    try:
+        for config, rid in todo:
+            pending[pool.submit(run_config, config.to_dict())] = (config, rid)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                config, rid = pending.pop(future)
+                finished(config, rid, *future.result())
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def compare(configs: list[RunConfig], store: RunStore, **options) -> tuple[list[RunResult],
+                                                                          Outcome]:
+    """Execute ``configs`` (see ``execute``) and return their stored runs, in plan order."""
+    outcome = execute(configs, store, **options)
+    wanted = list(dict.fromkeys(outcome.planned))
+    found = {r.run_id: r for r in store.select(run_id=wanted)} if wanted else {}
+    return [found[i] for i in wanted if i in found], outcome

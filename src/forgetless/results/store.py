@@ -1,0 +1,244 @@
+"""The results store: every run recorded in one SQLite file, keyed by its run id.
+
+A row holds the whole ``RunResult`` as JSON (accuracy matrix, metrics, costs, resolved config,
+environment) plus a few columns copied out of it for filtering and listing. The database runs in
+WAL mode with a generous busy timeout, so several processes can write at once without losing a
+row; each write is one short ``BEGIN IMMEDIATE`` transaction.
+
+Two derived keys group runs for tables:
+
+- ``protocol``: a hash of the resolved config without the strategy, its hyper-parameters, the
+  scenario and the seed -- the benchmark, model and training budget that runs are compared on;
+- ``variant``: a hash of the resolved config without the seed -- one table row (its seeds are
+  averaged).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from forgetless.config import run_id as config_hash
+from forgetless.errors import ConfigurationError
+from forgetless.results.run_result import RunResult
+
+#: The default store, in the current directory.
+DEFAULT_STORE = "forgetless-runs.db"
+STORE_VERSION = 1
+#: What a writer waits for another writer's transaction, in seconds.
+BUSY_TIMEOUT_S = 120
+
+_COLUMNS = {  # column -> SQL type; every one is filled from the RunResult by ``_row``
+    "run_id": "TEXT PRIMARY KEY",
+    "created": "TEXT",
+    "strategy": "TEXT",
+    "family": "TEXT",
+    "benchmark": "TEXT",
+    "source": "TEXT",
+    "scenario": "TEXT",
+    "tasks": "INTEGER",
+    "seed": "INTEGER",
+    "protocol": "TEXT",
+    "variant": "TEXT",
+    "acc": "REAL",
+    "forgetting": "REAL",
+    "bwt": "REAL",
+    "fwt": "REAL",
+    "train_seconds": "REAL",
+    "peak_rss_bytes": "INTEGER",
+    "strategy_bytes": "INTEGER",
+    "parameters_added": "INTEGER",
+    "stores_raw_data": "INTEGER",
+    "needs_task_id": "INTEGER",
+    "record": "TEXT NOT NULL",
+}
+#: Columns ``select`` filters on.
+FILTERS = ("strategy", "family", "benchmark", "source", "scenario", "tasks", "seed", "protocol",
+           "variant", "run_id")
+
+
+def protocol_key(config: dict) -> str:
+    """What runs are compared on: the config without strategy, scenario and seed."""
+    rest = {k: v for k, v in config.items()
+            if k not in ("strategy", "strategy_params", "scenario", "seed")}
+    return config_hash(rest)
+
+
+def variant_key(config: dict) -> str:
+    """One strategy with one set of hyper-parameters on one protocol and scenario (any seed)."""
+    return config_hash({k: v for k, v in config.items() if k != "seed"})
+
+
+def _row(result: RunResult) -> dict:
+    config, info, costs, metrics = (result.config, result.strategy_info, result.costs,
+                                    result.metrics)
+    return {
+        "run_id": result.run_id,
+        "created": result.created,
+        "strategy": config.get("strategy"),
+        "family": info.get("family"),
+        "benchmark": config.get("benchmark"),
+        "source": config.get("source"),
+        "scenario": config.get("scenario"),
+        "tasks": len(result.accuracy_matrix),
+        "seed": config.get("seed"),
+        "protocol": protocol_key(config),
+        "variant": variant_key(config),
+        "acc": metrics.get("acc"),
+        "forgetting": metrics.get("forgetting"),
+        "bwt": metrics.get("bwt"),
+        "fwt": metrics.get("fwt"),
+        "train_seconds": costs.get("train_seconds_total"),
+        "peak_rss_bytes": costs.get("peak_rss_bytes"),
+        "strategy_bytes": costs.get("strategy_bytes"),
+        "parameters_added": costs.get("parameters_added"),
+        "stores_raw_data": int(bool(info.get("stores_raw_data"))),
+        "needs_task_id": int(bool(info.get("needs_task_id"))),
+        "record": result.to_json(),
+    }
+
+
+class RunStore:
+    """A SQLite file of run records. ``RunStore("runs.db")`` creates it when missing.
+
+    Safe to use from several processes at once (each opens its own ``RunStore``)."""
+
+    def __init__(self, path: str | Path = DEFAULT_STORE) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise ConfigurationError(f"the store '{self.path}' is a folder; give a file name "
+                                     "such as forgetless-runs.db.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._create()
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise ConfigurationError(
+                f"'{self.path}' is not a forgetless results store ({error}); give another "
+                "--store file."
+            ) from None
+
+    def _create(self) -> None:
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if version == 0 and not tables:
+                columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS.items())
+                self._db.execute(f"CREATE TABLE runs ({columns})")
+                for column in ("strategy", "scenario", "protocol", "variant"):
+                    self._db.execute(f"CREATE INDEX runs_{column} ON runs ({column})")
+                self._db.execute(f"PRAGMA user_version = {STORE_VERSION}")
+            elif version != STORE_VERSION or "runs" not in tables:
+                raise ConfigurationError(
+                    f"'{self.path}' is a SQLite file but not a forgetless store of version "
+                    f"{STORE_VERSION} (it has version {version}); give another --store file."
+                )
+
+    def _transaction(self):
+        db = self._db
+
+        class _Tx:
+            def __enter__(self):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, kind, value, traceback):
+                db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+        return _Tx()
+
+    # ------------------------------------------------------------------ writing
+    def put(self, result: RunResult, replace: bool = True) -> bool:
+        """Record ``result``; with ``replace=False`` an existing run id is kept. Returns whether
+        the row was written."""
+        row = _row(result)
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._transaction():
+            cursor = self._db.execute(f"{verb} INTO runs ({names}) VALUES ({marks})",
+                                      list(row.values()))
+        return cursor.rowcount > 0
+
+    def delete(self, run_ids: Iterable[str]) -> int:
+        ids = list(run_ids)
+        with self._transaction():
+            cursor = self._db.executemany("DELETE FROM runs WHERE run_id = ?",
+                                          [(i,) for i in ids])
+        return cursor.rowcount
+
+    # ------------------------------------------------------------------ reading
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    def __contains__(self, run_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() \
+            is not None
+
+    def run_ids(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT run_id FROM runs")}
+
+    def get(self, run_id: str) -> RunResult:
+        """One run by id (a unique prefix is enough)."""
+        rows = self._db.execute("SELECT record FROM runs WHERE run_id LIKE ? ESCAPE '\\' "
+                                "LIMIT 2",
+                                (_escape_like(run_id) + "%",)).fetchall()
+        if len(rows) != 1:
+            what = "no run" if not rows else "more than one run"
+            raise ConfigurationError(f"{what} in '{self.path}' has an id starting with "
+                                     f"'{run_id}'; `forgetless runs` lists the ids.")
+        return RunResult.from_dict(json.loads(rows[0][0]))
+
+    def _where(self, filters: dict) -> tuple[str, list]:
+        clauses, values = [], []
+        for key, wanted in filters.items():
+            if wanted is None or wanted == () or wanted == []:
+                continue
+            if key not in FILTERS:
+                raise ConfigurationError(f"cannot filter runs by '{key}'; filters: "
+                                         f"{', '.join(FILTERS)}.")
+            wanted = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) \
+                else [wanted]
+            if key in ("run_id", "protocol", "variant"):  # ids: prefixes are enough
+                clauses.append("(" + " OR ".join(f"{key} LIKE ? ESCAPE '\\'"
+                                                 for _ in wanted) + ")")
+                values.extend(_escape_like(str(w)) + "%" for w in wanted)
+            else:
+                clauses.append(f"{key} IN ({', '.join('?' for _ in wanted)})")
+                values.extend(wanted)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", values
+
+    def select(self, **filters) -> list[RunResult]:
+        """Stored runs matching every filter (a value or a list of accepted values), oldest
+        first. ``select(strategy="ewc", scenario=["task", "class"])``."""
+        where, values = self._where(filters)
+        rows = self._db.execute(f"SELECT record FROM runs{where} ORDER BY created, run_id",
+                                values).fetchall()
+        return [RunResult.from_dict(json.loads(r[0])) for r in rows]
+
+    def summaries(self, **filters) -> list[dict]:
+        """The listing columns (no record) of the matching runs, oldest first."""
+        where, values = self._where(filters)
+        names = [c for c in _COLUMNS if c != "record"]
+        rows = self._db.execute(f"SELECT {', '.join(names)} FROM runs{where} "
+                                "ORDER BY created, run_id", values).fetchall()
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

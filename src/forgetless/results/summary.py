@@ -1,0 +1,290 @@
+"""From stored runs to comparison tables: one row per strategy variant, its seeds averaged.
+
+Runs are grouped by *protocol* (benchmark, source, model, training budget) and scenario; within a
+group, one row per *variant* (a strategy with one set of hyper-parameters). Every metric is
+recomputed from the stored accuracy matrices (``forgetless.metrics``), so a table never shows a
+number the matrices do not support. Rows are grouped by family; within a family the best ACC
+comes first.
+
+Formats: plain text for the terminal (``format_text``), CSV (``to_csv``), Markdown
+(``to_markdown``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from forgetless.metrics import summarize
+from forgetless.results.run_result import RunResult
+from forgetless.results.store import protocol_key, variant_key
+from forgetless.tables import format_table
+
+FAMILY_ORDER = ("baseline", "regularization", "replay", "architecture", "hybrid")
+SCENARIO_ORDER = ("task", "domain", "class")
+METRICS = ("acc", "forgetting", "bwt", "fwt")
+
+
+@dataclass
+class Stat:
+    """Mean and sample standard deviation over seeds (sd is NaN for one seed)."""
+
+    mean: float
+    sd: float
+
+    @classmethod
+    def of(cls, values) -> Stat:
+        values = np.asarray(list(values), dtype=float)
+        sd = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        return cls(float(values.mean()), sd)
+
+    def percent(self, digits: int = 1) -> str:
+        text = f"{100 * self.mean:.{digits}f}"
+        return text if math.isnan(self.sd) else f"{text} ± {100 * self.sd:.{digits}f}"
+
+
+@dataclass
+class Row:
+    """One strategy variant in one scenario of one protocol, averaged over its seeds."""
+
+    label: str
+    strategy: str
+    family: str
+    scenario: str
+    variant: str
+    seeds: list[int]
+    run_ids: list[str]
+    stats: dict[str, Stat]
+    train_seconds: float
+    peak_rss_bytes: float
+    strategy_bytes: float
+    parameters_added: float
+    stores_raw_data: bool
+    needs_task_id: bool
+    strategy_params: dict
+    mean_matrix: list[list[float]]
+    task_descriptions: list[str]
+    time_ratio: float | None = None  # train time / naive's in the same group
+
+
+@dataclass
+class Group:
+    """The rows of one protocol and scenario."""
+
+    protocol: str
+    scenario: str
+    description: str
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"{self.scenario}-incremental — {self.description}"
+
+
+def describe_protocol(config: dict) -> str:
+    """``split mnist, 5 tasks, mlp 400-400, 2 epochs/task, batch 128, adam lr 0.001``."""
+    hidden = config.get("model_options", {}).get("hidden")
+    model = config.get("model", "?") + (" " + "-".join(str(h) for h in hidden) if hidden else "")
+    budget = (f"{config['iterations']} steps/task" if config.get("iterations")
+              else f"{config.get('epochs')} epochs/task")
+    parts = [f"{config.get('benchmark')} {config.get('source')}", f"{config.get('tasks')} tasks",
+             model, budget, f"batch {config.get('batch_size')}",
+             f"{config.get('optimizer')} lr {config.get('lr'):g}"]
+    if config.get("benchmark_options"):
+        parts.append(", ".join(f"{k}={v}" for k, v in sorted(config["benchmark_options"].items())))
+    return ", ".join(parts)
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _row(runs: list[RunResult]) -> Row:
+    runs = sorted(runs, key=lambda r: (r.config.get("seed", 0), r.run_id))
+    first = runs[0]
+    metrics = [summarize(r.accuracy_matrix, r.untrained_accuracy) for r in runs]
+    matrices = np.asarray([r.accuracy_matrix for r in runs], dtype=float)
+    info = first.strategy_info
+    return Row(
+        label=first.config["strategy"],
+        strategy=first.config["strategy"],
+        family=info.get("family", "baseline"),
+        scenario=first.config["scenario"],
+        variant=variant_key(first.config),
+        seeds=[r.config.get("seed", 0) for r in runs],
+        run_ids=[r.run_id for r in runs],
+        stats={k: Stat.of(m[k] for m in metrics) for k in METRICS},
+        train_seconds=_mean(r.costs.get("train_seconds_total") for r in runs),
+        peak_rss_bytes=_mean(r.costs.get("peak_rss_bytes") for r in runs),
+        strategy_bytes=_mean(r.costs.get("strategy_bytes") for r in runs),
+        parameters_added=_mean(r.costs.get("parameters_added") for r in runs),
+        stores_raw_data=any(r.strategy_info.get("stores_raw_data") for r in runs),
+        needs_task_id=any(r.strategy_info.get("needs_task_id") for r in runs),
+        strategy_params=dict(first.config.get("strategy_params", {})),
+        mean_matrix=matrices.mean(axis=0).tolist(),
+        task_descriptions=list(first.task_descriptions),
+    )
+
+
+def _label_variants(rows: list[Row]) -> None:
+    """Rows of the same strategy with different hyper-parameters get them in their label."""
+    by_strategy: dict[str, list[Row]] = {}
+    for row in rows:
+        by_strategy.setdefault(row.strategy, []).append(row)
+    for same in by_strategy.values():
+        if len(same) < 2:
+            continue
+        keys = sorted({k for r in same for k in r.strategy_params})
+        differing = [k for k in keys
+                     if len({repr(r.strategy_params.get(k)) for r in same}) > 1]
+        for row in same:
+            shown = ", ".join(f"{k.split('.', 1)[-1]}={row.strategy_params.get(k)}"
+                              for k in differing)
+            row.label = f"{row.strategy} ({shown or row.variant[:6]})"
+
+
+def family_rank(family: str) -> int:
+    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+
+
+def group_runs(runs: list[RunResult]) -> list[Group]:
+    """Runs -> groups (protocol, scenario) of rows (variants), ordered for reading."""
+    by_variant: dict[tuple[str, str, str], list[RunResult]] = {}
+    descriptions: dict[str, str] = {}
+    for run in runs:
+        protocol = protocol_key(run.config)
+        descriptions.setdefault(protocol, describe_protocol(run.config))
+        key = (protocol, run.config["scenario"], variant_key(run.config))
+        by_variant.setdefault(key, []).append(run)
+    groups: dict[tuple[str, str], Group] = {}
+    for (protocol, scenario, _), members in by_variant.items():
+        group = groups.setdefault((protocol, scenario),
+                                  Group(protocol, scenario, descriptions[protocol]))
+        group.rows.append(_row(members))
+    for group in groups.values():
+        _label_variants(group.rows)
+        naive = next((r for r in group.rows if r.strategy == "naive"), None)
+        for row in group.rows:
+            if naive is not None and naive.train_seconds > 0:
+                row.time_ratio = row.train_seconds / naive.train_seconds
+        group.rows.sort(key=lambda r: (family_rank(r.family), -r.stats["acc"].mean, r.label))
+    protocols = list(descriptions)  # first seen first
+    return sorted(groups.values(), key=lambda g: (
+        protocols.index(g.protocol),
+        SCENARIO_ORDER.index(g.scenario) if g.scenario in SCENARIO_ORDER else 9))
+
+
+# ---------------------------------------------------------------------- formatting helpers
+def human_bytes(count: float) -> str:
+    if count is None or math.isnan(count):
+        return "–"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count:.0f} B"
+
+
+def ratio_text(ratio: float | None) -> str:
+    return "–" if ratio is None else f"{ratio:.2f}x"
+
+
+def count_text(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:,.0f}"
+
+
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+HEADERS = ["family", "strategy", "seeds", "ACC %", "forgetting %", "BWT %", "FWT %",
+           "time x naive", "peak memory", "strategy holds", "params added", "raw data",
+           "task id"]
+
+
+def row_cells(row: Row) -> list[str]:
+    """A row as the text, Markdown and HTML tables show it."""
+    return [row.family, row.label, str(len(row.seeds))] + [
+        row.stats[m].percent() for m in METRICS] + [
+        ratio_text(row.time_ratio), human_bytes(row.peak_rss_bytes),
+        human_bytes(row.strategy_bytes), count_text(row.parameters_added),
+        yes_no(row.stores_raw_data), yes_no(row.needs_task_id)]
+
+
+def _grouped_cells(group: Group) -> list[list[str]]:
+    """The family named once, on the first row of its block."""
+    cells, previous = [], None
+    for row in group.rows:
+        line = row_cells(row)
+        if row.family == previous:
+            line[0] = ""
+        previous = row.family
+        cells.append(line)
+    return cells
+
+
+NOTE = ("ACC: final average accuracy; forgetting: mean drop from each task's best; BWT/FWT: "
+        "backward/forward transfer (Lopez-Paz & Ranzato 2017); mean ± sd over seeds. time x naive: "
+        "train time over naive's; peak memory: the run's peak RSS; strategy holds: bytes kept "
+        "beyond the model; raw data: stores training samples; task id: needs it at test time.")
+
+
+def format_text(groups: list[Group]) -> str:
+    if not groups:
+        return "no runs."
+    parts = []
+    for group in groups:
+        parts.append(group.title)
+        parts.append(format_table(HEADERS, _grouped_cells(group), align="llr" + "r" * 8 + "ll"))
+        parts.append("")
+    parts.append(NOTE)
+    return "\n".join(parts)
+
+
+def _md(text: str) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(groups: list[Group]) -> str:
+    lines = []
+    for group in groups:
+        lines += [f"### {_md(group.title)}", "", "| " + " | ".join(HEADERS) + " |",
+                  "|" + "|".join("---" if i < 2 or i >= 11 else "--:"
+                                 for i in range(len(HEADERS))) + "|"]
+        for cells in _grouped_cells(group):
+            if cells[0]:
+                cells[0] = f"**{cells[0]}**"
+            lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        lines.append("")
+    lines.append(_md(NOTE))
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ["protocol", "protocol_description", "scenario", "family", "strategy", "label",
+               "n_seeds", "seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "sd")] + [
+    "time_ratio_to_naive", "train_seconds_mean", "peak_rss_bytes_mean", "strategy_bytes_mean",
+    "parameters_added_mean", "stores_raw_data", "needs_task_id", "variant", "run_ids"]
+
+
+def to_csv(groups: list[Group]) -> str:
+    """One line per row, numbers at full precision (fractions, not percent)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for group in groups:
+        for row in group.rows:
+            stats = [v for m in METRICS for v in (row.stats[m].mean, row.stats[m].sd)]
+            writer.writerow([group.protocol, group.description, group.scenario, row.family,
+                             row.strategy, row.label, len(row.seeds),
+                             " ".join(map(str, row.seeds))]
+                            + ["" if math.isnan(v) else repr(v) for v in stats]
+                            + ["" if row.time_ratio is None else repr(row.time_ratio),
+                               repr(row.train_seconds), repr(row.peak_rss_bytes),
+                               repr(row.strategy_bytes), repr(row.parameters_added),
+                               int(row.stores_raw_data), int(row.needs_task_id), row.variant,
+                               " ".join(row.run_ids)])
+    return out.getvalue()

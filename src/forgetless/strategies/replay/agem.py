@@ -1,0 +1,85 @@
+"""A-GEM: Averaged Gradient Episodic Memory (Chaudhry, Ranzato, Rohrbach & Elhoseiny 2019,
+"Efficient Lifelong Learning with A-GEM", ICLR).
+
+At each step the gradient g of the current batch is compared with the gradient g_ref of the
+loss on a random batch of the episodic memory. When they conflict (g . g_ref < 0) g is
+projected so that it no longer increases the memory loss (eq. 11 of the paper):
+
+    g~ = g - (g . g_ref) / (g_ref . g_ref) * g_ref
+
+otherwise g is used as it is. The memory holds samples of finished tasks only: a task's
+training data is offered to the buffer after the task (episodic memory, as in the paper).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from forgetless.models.heads import apply_mask
+from forgetless.strategies import register
+from forgetless.strategies.base import Footprint, Strategy
+from forgetless.strategies.replay.buffer import ReplayBuffer
+from forgetless.strategies.replay.er import check_batch_size
+
+
+def project(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """A-GEM's projection of a flat ``gradient`` against a flat ``reference`` gradient: the
+    gradient itself when they do not conflict, else its component orthogonal to the reference."""
+    dot = gradient @ reference
+    if dot >= 0:
+        return gradient
+    return gradient - (dot / (reference @ reference).clamp_min(1e-20)) * reference
+
+
+@register("agem")
+class AGEM(Strategy):
+    """Project the gradient when it conflicts with the memory's (Chaudhry et al. 2019)."""
+
+    family = "replay"
+    stores_raw_data = True
+
+    def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
+                 memory_batch_size: int | None = 256):
+        """buffer_size: samples of finished tasks held in memory.
+        policy: ``reservoir`` or ``class_balanced``.
+        memory_batch_size: memory samples per reference gradient (the paper's 256); None uses
+        the whole memory."""
+        check_batch_size(memory_batch_size, "memory_batch_size")
+        self.memory_batch_size = memory_batch_size
+        self.buffer = ReplayBuffer(buffer_size, policy)
+        self.projections = 0  # steps whose gradient was projected (diagnostic)
+
+    def before_step(self) -> None:
+        if not len(self.buffer):
+            return
+        learner = self.learner
+        params = [p for p in learner.trainable_parameters() if p.grad is not None]
+        memory = self.buffer.sample(self.memory_batch_size or len(self.buffer), learner.generator)
+        logits = learner.forward(memory.x, memory.task_ids)
+        loss = F.cross_entropy(
+            apply_mask(logits, learner.output_mask.for_training(memory.task_ids)), memory.y)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        reference = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                               for p, g in zip(params, grads, strict=True)])
+        gradient = torch.cat([p.grad.reshape(-1) for p in params])
+        projected = project(gradient, reference)
+        if projected is gradient:
+            return
+        self.projections += 1
+        torch.nn.utils.vector_to_parameters(projected, [p.grad for p in params])
+
+    def after_task(self, task) -> None:
+        self.buffer.add(task.train_x.to(self.learner.device), task.train_y.to(self.learner.device),
+                        task.task_ids.to(self.learner.device), generator=self.learner.generator)
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict(), "projections": self.projections}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.projections = int(state["projections"])
+
+    def footprint(self) -> Footprint:
+        return Footprint(self.buffer.nbytes, stores_raw_data=True)
+

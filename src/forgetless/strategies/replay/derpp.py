@@ -1,0 +1,80 @@
+"""DER++: Dark Experience Replay++ (Buzzega, Boschini, Porrello, Abati & Calderara 2020,
+"Dark Experience for General Continual Learning: a Strong, Simple Baseline", NeurIPS).
+
+The buffer (reservoir) keeps each sample with the logits the network gave it when it was seen.
+Besides the loss on the current batch, each step adds (eq. 6 of the paper)
+
+    alpha * || f(x') - z' ||^2       on one buffer batch (x', z'): match the stored logits,
+    beta  * CE(f(x''), y'')          on another buffer batch (x'', y''): the stored labels.
+
+The logits matched are the whole output layer, unmasked, as stored. The current batch (the
+samples present when this strategy's ``extend_batch`` runs) is offered to the buffer with its
+logits from this step's forward pass.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from forgetless.errors import ConfigurationError
+from forgetless.models.heads import apply_mask
+from forgetless.strategies import register
+from forgetless.strategies.base import Footprint, Strategy
+from forgetless.strategies.replay.buffer import ReplayBuffer
+from forgetless.strategies.replay.er import check_batch_size
+
+
+@register("derpp")
+class DERPlusPlus(Strategy):
+    """Replay with stored logits (MSE) and stored labels (Buzzega et al. 2020)."""
+
+    family = "replay"
+    stores_raw_data = True
+
+    def __init__(self, buffer_size: int = 500, alpha: float = 0.3, beta: float = 1.0,
+                 policy: str = "reservoir", replay_batch_size: int | None = None):
+        """buffer_size: samples held (with their logits).
+        alpha: weight of the logit-matching (MSE) term.
+        beta: weight of the cross-entropy on replayed labels (0 gives plain DER).
+        policy: ``reservoir`` (the paper's) or ``class_balanced``.
+        replay_batch_size: samples per replayed batch; None uses the learner's batch size."""
+        for name, value in (("alpha", alpha), ("beta", beta)):
+            if not value >= 0:
+                raise ConfigurationError(f"{name} must be >= 0, got {value!r}.")
+        check_batch_size(replay_batch_size, "replay_batch_size")
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.replay_batch_size = replay_batch_size
+        self.buffer = ReplayBuffer(buffer_size, policy)
+        self._fresh = 0
+
+    def extend_batch(self, batch):
+        self._fresh = len(batch)  # the samples that arrived from the stream this step
+        return batch
+
+    def penalty(self, batch, logits):
+        learner, generator = self.learner, self.learner.generator
+        term = None
+        if len(self.buffer):
+            n = self.replay_batch_size or learner.batch_size
+            memory = self.buffer.sample(n, generator)
+            replay_logits = learner.forward(memory.x, memory.task_ids)
+            term = self.alpha * F.mse_loss(replay_logits, memory.extras["logits"])
+            if self.beta > 0:
+                memory = self.buffer.sample(n, generator)
+                replay_logits = learner.forward(memory.x, memory.task_ids)
+                mask = learner.output_mask.for_training(memory.task_ids)
+                term = term + self.beta * F.cross_entropy(apply_mask(replay_logits, mask),
+                                                          memory.y)
+        fresh = self._fresh or len(batch)
+        self.buffer.add(batch.x[:fresh], batch.y[:fresh], batch.task_ids[:fresh],
+                        logits=logits[:fresh], generator=generator)
+        return term
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+
+    def footprint(self) -> Footprint:
+        return Footprint(self.buffer.nbytes, stores_raw_data=True)

@@ -1,0 +1,26 @@
+"""Shared fixtures: small, fast streams from sklearn's 8x8 digits and a tiny MLP."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from forgetless.data.benchmarks import build_stream
+from forgetless.models import build_model
+
+
+@pytest.fixture(scope="session")
+def digits_streams():
+    """Split digits (5 tasks of 2 classes) for each scenario, built once per session."""
+    return {s: build_stream("split", s, tasks=5, source="digits", seed=0)
+            for s in ("task", "domain", "class")}
+
+
+def tiny_model(stream, hidden=(64,), seed=0):
+    torch.manual_seed(seed)
+    return build_model("mlp", stream.input_shape, stream.num_outputs, hidden=hidden)
+
+
+@pytest.fixture
+def make_model():
+    return tiny_model

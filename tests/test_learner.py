@@ -1,0 +1,240 @@
+"""The training loop: forgetting made visible, determinism, hook order, budgets, errors."""
+
+import pytest
+import torch
+
+from forgetless import RunConfig, run
+from forgetless.data.stream import Stream, Task
+from forgetless.errors import DataError, ScenarioError, TrainingDivergedError
+from forgetless.learner import Learner
+from forgetless.strategies import Strategy, build_strategy
+from forgetless.strategies.composite import Composite
+
+
+def test_naive_forgets_split_mnist_and_joint_does_not():
+    naive = run(RunConfig(strategy="naive", epochs=5, seed=0), progress=False)
+    r = naive.accuracy_matrix
+    assert r[0][0] >= 0.95, "the first task is learned"
+    assert r[-1][0] <= 0.20, "and forgotten after the last task"
+    assert all(r[i][i] >= 0.9 for i in range(5))
+    assert naive.metrics["acc"] <= 0.25
+    joint = run(RunConfig(strategy="joint", epochs=5, seed=0), progress=False)
+    assert joint.metrics["acc"] >= 0.90
+
+
+def test_same_seed_and_config_give_the_same_accuracy_matrix():
+    config = RunConfig(source="digits", scenario="domain", epochs=2, seed=7,
+                       model_options={"hidden": [32]})
+    first, second = run(config, progress=False), run(config, progress=False)
+    assert first.accuracy_matrix == second.accuracy_matrix
+    assert first.run_id == second.run_id
+    other = run(config.updated(seed=8), progress=False)
+    assert other.run_id != first.run_id
+    assert other.accuracy_matrix != first.accuracy_matrix
+
+
+class Recorder(Strategy):
+    """Records each hook call as (label, hook, task id)."""
+
+    def __init__(self, label, log):
+        self.label, self.log = label, log
+
+    def _rec(self, hook, task=None):
+        self.log.append((self.label, hook, None if task is None else task.task_id))
+
+    def before_task(self, task):
+        self._rec("before_task", task)
+
+    def extend_batch(self, batch):
+        self._rec("extend_batch")
+        return batch
+
+    def penalty(self, batch, logits):
+        self._rec("penalty")
+        return None
+
+    def before_step(self):
+        self._rec("before_step")
+
+    def after_step(self):
+        self._rec("after_step")
+
+    def after_task(self, task):
+        self._rec("after_task", task)
+
+
+def _two_task_stream(streams):
+    class_stream = streams["class"]
+    return Stream(class_stream.tasks[:2], "class", class_stream.num_outputs)
+
+
+def test_hooks_of_a_composition_run_in_order(digits_streams, make_model):
+    log = []
+    a, b = Recorder("a", log), Recorder("b", log)
+    a.name, b.name = "a", "b"
+    stream = _two_task_stream(digits_streams)
+    Learner(make_model(stream), a + b, iterations=2, batch_size=8).fit(stream)
+    step = [("a", "extend_batch", None), ("b", "extend_batch", None), ("a", "penalty", None),
+            ("b", "penalty", None), ("a", "before_step", None), ("b", "before_step", None),
+            ("a", "after_step", None), ("b", "after_step", None)]
+    expected = []
+    for t in (0, 1):
+        expected += [("a", "before_task", t), ("b", "before_task", t)] + step * 2
+        expected += [("a", "after_task", t), ("b", "after_task", t)]
+    assert log == expected
+
+
+def test_extend_batch_chains_and_penalties_add():
+    class Adds(Strategy):
+        def __init__(self, value):
+            self.value = value
+
+        def extend_batch(self, batch):
+            return batch.concat(batch)
+
+        def penalty(self, batch, logits):
+            return torch.tensor(self.value)
+
+    a, b = Adds(1.0), Adds(2.5)
+    a.name, b.name = "a", "b"
+    both = Composite(a, b)
+    from forgetless.strategies import Batch
+
+    batch = Batch(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), torch.zeros(3).long())
+    assert len(both.extend_batch(batch)) == 12
+    assert float(both.penalty(batch, None)) == 3.5
+
+
+def test_budget_in_iterations_and_epochs(digits_streams, make_model):
+    stream = digits_streams["class"]
+    n = stream[0].train_x.shape[0]
+    fit = Learner(make_model(stream), iterations=3, batch_size=16).fit(stream)
+    assert fit.steps == [3] * 5
+    fit = Learner(make_model(stream), epochs=2, batch_size=100).fit(stream)
+    assert fit.steps[0] == 2 * -(-n // 100)
+
+
+class TaskIdSpy(Strategy):
+    """Records the task ids the model is called with at test time."""
+
+    def __init__(self):
+        self.seen_at_test = []
+
+    def forward(self, x, task_ids):
+        if not self.learner.model.training:
+            self.seen_at_test.append(task_ids)
+        return None
+
+
+@pytest.mark.parametrize("scenario", ["domain", "class"])
+def test_the_task_id_never_reaches_prediction_without_task_il(digits_streams, make_model,
+                                                              scenario):
+    spy = TaskIdSpy()
+    stream = digits_streams[scenario]
+    Learner(make_model(stream), spy, iterations=1).fit(stream)
+    assert spy.seen_at_test and all(t is None for t in spy.seen_at_test)
+
+
+def test_task_il_prediction_gets_the_task_id(digits_streams, make_model):
+    spy = TaskIdSpy()
+    stream = digits_streams["task"]
+    Learner(make_model(stream), spy, iterations=1).fit(stream)
+    assert {int(t[0]) for t in spy.seen_at_test} == {0, 1, 2, 3, 4}
+
+
+def test_a_strategy_that_cannot_serve_the_scenario_is_refused(digits_streams, make_model):
+    class NeedsTaskId(Strategy):
+        name = "needs-id"
+        scenarios = frozenset({"task"})
+        needs_task_id = True
+
+    stream = digits_streams["class"]
+    with pytest.raises(ScenarioError, match="needs the task id at test time.*--scenario"):
+        Learner(make_model(stream), NeedsTaskId()).fit(stream)
+
+
+def test_a_diverging_loss_stops_with_task_and_step(digits_streams, make_model):
+    class Explodes(Strategy):
+        name = "explodes"
+
+        def penalty(self, batch, logits):
+            if self.learner.current_task.task_id == 1 and self.learner.step_in_task == 2:
+                return torch.tensor(float("nan"))
+            return None
+
+    stream = digits_streams["class"]
+    model = make_model(stream)
+    with pytest.raises(TrainingDivergedError, match="task 1, step 2.*lower the learning rate"):
+        Learner(model, Explodes(), iterations=5).fit(stream)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_model_and_stream_mismatch_is_explained(digits_streams, make_model):
+    stream = digits_streams["domain"]  # 2 outputs
+    wrong_head = make_model(digits_streams["class"])  # 10 outputs
+    with pytest.raises(DataError, match="need 2 output units.*num_outputs=2"):
+        Learner(wrong_head).fit(stream)
+    from forgetless.models import build_model
+
+    wrong_input = build_model("mlp", (1, 28, 28), 2)
+    with pytest.raises(DataError, match=r"cannot take inputs of per-sample shape \(1, 8, 8\)"):
+        Learner(wrong_input).fit(stream)
+
+
+def _task(task_id, n=8, x=None, y=None, classes=(0, 1)):
+    x = torch.rand(n, 4) if x is None else x
+    y = torch.arange(n) % 2 if y is None else y
+    return Task(task_id, x, y, x, y, classes)
+
+
+@pytest.mark.parametrize("task, message", [
+    (_task(0, x=torch.rand(0, 4), y=torch.zeros(0, dtype=torch.long)), "empty"),
+    (_task(0, x=torch.full((8, 4), float("inf"))), "NaN or infinite"),
+    (_task(0, y=torch.arange(8) % 3), r"outside the head's 2 outputs"),
+    (_task(0, y=torch.arange(8) % 2, classes=(0,)), r"labels \[1\] are not among"),
+    (_task(1), "task ids must be 0, 1, 2"),
+])
+def test_bad_tasks_are_refused_before_training(task, message):
+    with pytest.raises(DataError, match=message):
+        Stream([task], "domain", 2)
+
+
+def test_inputs_of_different_shapes_are_refused():
+    with pytest.raises(DataError, match="different input shapes"):
+        Stream([_task(0), _task(1, x=torch.rand(8, 5))], "domain", 2)
+
+
+def test_learning_a_new_task_later(digits_streams, make_model):
+    stream = digits_streams["task"]
+    first = Stream(stream.tasks[:3], "task", stream.num_outputs)
+    learner = Learner(make_model(stream), iterations=5)
+    learner.fit(first)
+    learner.learn(stream[3])
+    assert learner.tasks_learned == [0, 1, 2, 3]
+    assert len(learner.evaluate(learner.stream_tasks)) == 4
+    with pytest.raises(DataError, match="next task's id must be 4"):
+        learner.learn(Task(6, *(stream[4].train_x, stream[4].train_y) * 2, stream[4].classes))
+
+
+def test_the_optimizer_is_rebuilt_when_parameters_are_added(digits_streams, make_model):
+    class Grows(Strategy):
+        name = "grows"
+
+        def before_task(self, task):
+            self.learner.model.register_parameter(
+                f"extra{task.task_id}", torch.nn.Parameter(torch.zeros(1)))
+
+    stream = Stream(digits_streams["class"].tasks[:2], "class", 10)
+    learner = Learner(make_model(stream), Grows(), iterations=1, reset_optimizer=False)
+    learner.fit(stream)
+    in_optimizer = {id(p) for g in learner.optimizer.param_groups for p in g["params"]}
+    assert id(learner.model.extra1) in in_optimizer
+
+
+def test_unknown_strategy_suggests_the_nearest():
+    from forgetless.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="Did you mean 'naive'"):
+        build_strategy("naiv")
+    with pytest.raises(ConfigurationError, match="has no hyper-parameter 'lam'"):
+        build_strategy("naive", {"lam": 1})
