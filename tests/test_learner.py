@@ -238,3 +238,10 @@ def test_unknown_strategy_suggests_the_nearest():
         build_strategy("naiv")
     with pytest.raises(ConfigurationError, match="has no hyper-parameter 'lam'"):
         build_strategy("naive", {"lam": 1})
+
+
+def test_progress_bar_shows_task_and_loss(digits_streams, make_model, capsys):
+    stream = Stream(digits_streams["class"].tasks[:2], "class", 10)
+    Learner(make_model(stream), iterations=12, progress=True).fit(stream)
+    err = capsys.readouterr().err
+    assert "task 2/2" in err and "loss" in err

@@ -15,6 +15,13 @@ COMMANDS = {
     "list": ("forgetless.commands.listing:list_", "List benchmarks, sources, models and "
              "strategies (family, scenarios, raw data, task id)."),
     "show": ("forgetless.commands.show:show", "Show a saved run's accuracy matrix and metrics."),
+    "sweep": ("forgetless.commands.sweep:sweep", "Run a grid or random search (local or Ray)."),
+    "compare": ("forgetless.commands.compare:compare", "Compare every strategy side by side "
+                "(ACC, forgetting, cost) and write the report."),
+    "runs": ("forgetless.commands.runs:runs", "List, filter and re-table the stored runs."),
+    "report": ("forgetless.commands.report:report", "Write the HTML report of stored runs."),
+    "advise": ("forgetless.commands.advise:advise", "Recommend strategies for your constraints "
+               "from measured runs."),
 }
 
 

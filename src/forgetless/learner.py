@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +104,12 @@ class Learner:
         self.output_mask: OutputMask | None = None
         self.current_task: Task | None = None
         self.step_in_task = 0
+        # How the model was built (``build_model`` records it), so a checkpoint can rebuild it.
+        self.model_spec: dict | None = getattr(model, "build_spec", None)
+        # The rows of the current (or last) fit, kept in checkpoints so a resumed fit returns
+        # the whole accuracy matrix; ``_loaded_fit`` is the history the next fit continues.
+        self.fit_history: FitResult | None = None
+        self._loaded_fit: FitResult | None = None
         self.strategy.setup(self)
 
     # ------------------------------------------------------------------ the stream
@@ -155,11 +162,17 @@ class Learner:
             )
 
     # ------------------------------------------------------------------ training
-    def fit(self, stream: Stream) -> FitResult:
-        """Train on every task of ``stream`` in order; evaluate on all tasks after each."""
+    def fit(self, stream: Stream, after_task=None) -> FitResult:
+        """Train on every task of ``stream`` in order; evaluate on all tasks after each.
+
+        ``after_task(learner)``, when given, is called after each task's evaluation (the
+        checkpoints of ``forgetless run --checkpoint-dir`` and the experiment loggers use it).
+        A learner restored from a state saved during a fit of this stream continues that fit:
+        the tasks already trained are skipped and their rows kept."""
         self.bind(stream)
-        result = FitResult([], self.evaluate(stream.tasks))
-        for task in stream.tasks:
+        result = self._continued_fit(stream) or FitResult([], self.evaluate(stream.tasks))
+        self.fit_history = result
+        for task in stream.tasks[len(result.accuracy_matrix):]:
             start = time.perf_counter()
             steps = self.learn(task)
             result.train_seconds.append(time.perf_counter() - start)
@@ -167,7 +180,22 @@ class Learner:
             start = time.perf_counter()
             result.accuracy_matrix.append(self.evaluate(stream.tasks))
             result.eval_seconds.append(time.perf_counter() - start)
+            if after_task is not None:
+                after_task(self)
         return result
+
+    def _continued_fit(self, stream: Stream) -> FitResult | None:
+        history, self._loaded_fit = self._loaded_fit, None
+        if history is None:
+            return None
+        done = len(history.accuracy_matrix)
+        if len(history.untrained_accuracy) != len(stream.tasks) or \
+                self.tasks_learned != list(range(done)):
+            raise ConfigurationError(
+                f"this learner was restored in the middle of a fit of a "
+                f"{len(history.untrained_accuracy)}-task stream after {done} tasks; give fit the "
+                "same stream to continue it, or call learn(task) to teach it new tasks.")
+        return history
 
     def learn(self, task: Task) -> int:
         """Train on one task (a new one may arrive at any time); returns the steps taken."""
@@ -215,8 +243,8 @@ class Learner:
             self.step_in_task = step
             loss = self.train_step(Batch(x[index], y[index], task_ids[index]))
             if bar is not None and (step % 10 == 0 or step == steps - 1):
-                bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
                 bar.update(step + 1 - bar.n)
+                bar.set_postfix_str(f"loss {loss:.4f}", refresh=step == steps - 1)
         if bar is not None:
             bar.close()
 
@@ -322,6 +350,7 @@ class Learner:
             "torch_rng": torch.get_rng_state(),
             "output_mask": None if self.output_mask is None else self.output_mask.state_dict(),
             "tasks_learned": list(self.tasks_learned),
+            "fit_history": None if self.fit_history is None else asdict(self.fit_history),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -335,9 +364,35 @@ class Learner:
                 raise ConfigurationError("bind the learner to its stream before loading state.")
             self.output_mask.load_state_dict(state["output_mask"])
         self.tasks_learned = list(state["tasks_learned"])
+        history = state.get("fit_history")
+        self._loaded_fit = None if history is None else FitResult(
+            **{k: [list(r) for r in v] if k == "accuracy_matrix" else list(v)
+               for k, v in history.items()})
+        self.fit_history = self._loaded_fit
         self.rebuild_optimizer()
         if state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
+
+    def save(self, path, **meta) -> Path:
+        """Write a checkpoint that ``Learner.load(path)`` continues from (atomic; see
+        ``forgetless.checkpoint``). ``meta``: JSON-able notes stored with it."""
+        from forgetless.checkpoint import save_learner
+
+        return save_learner(self, path, **meta)
+
+    @classmethod
+    def load(cls, path, *, stream: Stream | None = None, model: nn.Module | None = None,
+             strategy: Strategy | str | None = None, device: str | torch.device = "cpu",
+             progress: bool | None = None) -> Learner:
+        """A learner restored from ``learner.save(path)``, ready to ``learn`` new tasks.
+
+        The model and strategy are rebuilt from the registries unless given (``model`` for a
+        model not built by ``build_model``); ``stream`` binds the old tasks' data (strategies
+        that train on past data need it). The file is read safely (no code runs from it)."""
+        from forgetless.checkpoint import load_learner
+
+        return load_learner(cls, path, stream=stream, model=model, strategy=strategy,
+                            device=device, progress=progress)
 
 
 def _resolve_device(device) -> torch.device:

@@ -14,11 +14,15 @@ import torch
 from forgetless.config import RunConfig, run_id
 from forgetless.data.benchmarks import build_stream
 from forgetless.data.stream import Stream
+from forgetless.errors import ConfigurationError
 from forgetless.learner import Learner, check_scenario
 from forgetless.metrics import summarize
 from forgetless.models import build_model
 from forgetless.results import RunResult
 from forgetless.strategies import build_strategy
+
+#: ``benchmark_options`` that restrict a stream for tuning (see ``forgetless.sweep``).
+TUNING_OPTIONS = ("first_tasks", "validation_fraction")
 
 
 @dataclass
@@ -44,9 +48,14 @@ def resolve(config: RunConfig, strategy) -> dict:
 def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
     """Build everything and check it fits together, before any training or writing."""
     source_options = {"data_dir": config.data_dir} if config.data_dir else {}
+    options = dict(config.benchmark_options)
+    tuning = {k: options.pop(k) for k in TUNING_OPTIONS if k in options}
     stream = build_stream(config.benchmark, config.scenario, config.tasks, seed=config.seed,
-                          source=config.source, source_options=source_options,
-                          **config.benchmark_options)
+                          source=config.source, source_options=source_options, **options)
+    if tuning:  # a sweep's tuning run: the first tasks only, or a validation split
+        from forgetless.sweep import tuning_stream
+
+        stream = tuning_stream(stream, tuning, config.seed)
     strategy = build_strategy(config.strategy, config.strategy_params,
                               benchmark=config.benchmark, scenario=stream.scenario.value)
     check_scenario(strategy, stream.scenario)
@@ -83,13 +92,38 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def run(config: RunConfig, progress: bool | None = None) -> RunResult:
-    """Train and measure one configured run."""
+def run(config: RunConfig, progress: bool | None = None, checkpoint_dir=None,
+        resume: bool = False, loggers=()) -> RunResult:
+    """Train and measure one configured run.
+
+    ``checkpoint_dir``: checkpoint the learner after every task there; with ``resume``,
+    continue from the newest checkpoint of this run (the same config) when there is one.
+    ``loggers``: experiment loggers (``forgetless.loggers``) given each task's row and the
+    finished run."""
+    if resume and not checkpoint_dir:
+        raise ConfigurationError("--resume needs --checkpoint-dir, the folder of the "
+                                 "checkpoints to continue from.")
     experiment = prepare(config, progress)
     learner = experiment.learner
     parameters_before = parameter_count(learner.model)
-    fit = learner.fit(experiment.stream)
-    return record(experiment, fit, parameters_before)
+    for logger in loggers:
+        logger.start(experiment)
+    hooks = [logger.log_task for logger in loggers]
+    if checkpoint_dir:
+        from forgetless.checkpoint import RunCheckpoints
+
+        checkpoints = RunCheckpoints(checkpoint_dir, experiment.run_id)
+        if resume:
+            checkpoints.resume(learner)
+        meta = {"config": experiment.resolved}
+        hooks.insert(0, lambda learner: checkpoints.save(learner, meta))
+    fit = learner.fit(experiment.stream,
+                      after_task=(lambda learner: [hook(learner) for hook in hooks])
+                      if hooks else None)
+    result = record(experiment, fit, parameters_before)
+    for logger in loggers:
+        logger.finish(result)
+    return result
 
 
 def record(experiment: Experiment, fit, parameters_before: int) -> RunResult:

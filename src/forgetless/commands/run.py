@@ -15,7 +15,14 @@ from forgetless.commands.options import config_from_options, experiment_options
 @experiment_options
 @click.option("--output", "-o", type=click.Path(), help="Save the run record as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, only the results.")
-def run(output, quiet, **options) -> None:
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False),
+              help="Checkpoint after every task in this folder (atomic writes).")
+@click.option("--resume", is_flag=True,
+              help="Continue from the newest checkpoint in --checkpoint-dir (same options).")
+@click.option("--logger", "logger_specs", multiple=True, metavar="KIND[:WHERE]",
+              help="Log to tensorboard[:DIR] or mlflow[:TRACKING_URI] (repeatable; extras "
+                   "forgetless[tensorboard] / forgetless[mlflow]).")
+def run(output, quiet, checkpoint_dir, resume, logger_specs, **options) -> None:
     """Train one strategy on one benchmark and print its accuracy matrix and metrics.
 
     Defaults: naive fine-tuning on the embedded split MNIST (5 tasks), class-incremental — the
@@ -28,7 +35,15 @@ def run(output, quiet, **options) -> None:
         click.echo(f"{config.strategy} on {config.benchmark} {config.source}, "
                    f"{config.scenario}-incremental, {config.tasks} tasks, seed {config.seed}",
                    err=True)
-    result = run_experiment(config, progress=None if not quiet else False)
+    from forgetless.loggers import build_loggers
+
+    loggers = build_loggers(logger_specs)
+    try:
+        result = run_experiment(config, progress=None if not quiet else False,
+                                checkpoint_dir=checkpoint_dir, resume=resume, loggers=loggers)
+    finally:
+        for logger in loggers:
+            logger.close()
     click.echo(f"accuracy (%) on each task (columns) after training each task (rows) — "
                f"{result.strategy_info['name']}, {result.config['scenario']}-incremental")
     click.echo(format_accuracy_matrix(result.accuracy_matrix, result.task_descriptions))

@@ -78,6 +78,11 @@ def build_model(name: str, input_shape: tuple[int, ...], num_outputs: int, **opt
     """Build a registered model by name, e.g. ``build_model("mlp", (1, 28, 28), 10)``."""
     cls = MODELS.get(name)
     try:
-        return cls(input_shape, num_outputs, **options)
+        model = cls(input_shape, num_outputs, **options)
     except TypeError as error:
-        raise ConfigurationError(f"model '{name}': {error}; see its docstring for options.") from None
+        raise ConfigurationError(
+            f"model '{name}': {error}; see its docstring for options.") from None
+    # How it was built, so a checkpoint (``Learner.load``) can build it again.
+    model.build_spec = {"name": name, "input_shape": list(input_shape),
+                        "num_outputs": num_outputs, "options": options}
+    return model

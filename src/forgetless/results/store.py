@@ -195,6 +195,16 @@ class RunStore:
                                      f"'{run_id}'; `forgetless runs` lists the ids.")
         return RunResult.from_dict(json.loads(rows[0][0]))
 
+    def get_many(self, run_ids: Iterable[str]) -> dict[str, RunResult]:
+        """The stored runs among ``run_ids`` (full ids), by id; missing ones are left out."""
+        ids, found = list(dict.fromkeys(run_ids)), {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._db.execute(f"SELECT run_id, record FROM runs WHERE run_id IN "
+                                    f"({', '.join('?' for _ in chunk)})", chunk)
+            found.update((rid, RunResult.from_dict(json.loads(record))) for rid, record in rows)
+        return found
+
     def _where(self, filters: dict) -> tuple[str, list]:
         clauses, values = [], []
         for key, wanted in filters.items():

@@ -15,8 +15,6 @@ class Composite(Strategy):
     up, and at most one part may replace ``training_data``, ``forward`` or ``predict`` (two
     answers to "how is the model called" cannot both hold)."""
 
-    family = "hybrid"
-
     def __init__(self, *parts: Strategy) -> None:
         flat: list[Strategy] = []
         for part in parts:

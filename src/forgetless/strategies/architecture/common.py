@@ -38,13 +38,13 @@ def finished_units(learner, task_id: int) -> torch.Tensor:
     return units.any(0) if units.shape[0] else torch.zeros(units.shape[1], dtype=torch.bool)
 
 
-def head_row_scales(head: nn.Linear, frozen_units: torch.Tensor) -> list[torch.Tensor]:
-    """Gradient scales (1 trainable, 0 frozen) for the head's weight and bias: a finished task's
-    output units keep their rows."""
-    rows = (~frozen_units).to(head.weight.dtype).to(head.weight.device)
-    scales = [rows[:, None].expand_as(head.weight).clone()]
+def head_row_scales(head: nn.Linear, frozen_units: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Gradient scales (1 trainable, 0 frozen) for the head's weight and bias, by name: a
+    finished task's output units keep their rows."""
+    rows = (~frozen_units).to(head.weight.device, head.weight.dtype)
+    scales = {"weight": rows[:, None].expand_as(head.weight).clone()}
     if head.bias is not None:
-        scales.append(rows.clone())
+        scales["bias"] = rows.clone()
     return scales
 
 

@@ -9,6 +9,11 @@ projected so that it no longer increases the memory loss (eq. 11 of the paper):
 
 otherwise g is used as it is. The memory holds samples of finished tasks only: a task's
 training data is offered to the buffer after the task (episodic memory, as in the paper).
+
+The paper's guarantee holds for SGD, whose update is -lr * g~. Adam rescales each coordinate and
+adds momentum, so its update can still point up the memory loss; with ``project_update`` (the
+default) the optimiser's actual update is projected the same way after the step (identical to
+the paper for plain SGD). ``project_update=False`` is the paper's gradient projection alone.
 """
 
 from __future__ import annotations
@@ -40,15 +45,18 @@ class AGEM(Strategy):
     stores_raw_data = True
 
     def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
-                 memory_batch_size: int | None = 256):
+                 memory_batch_size: int | None = 256, project_update: bool = True):
         """buffer_size: samples of finished tasks held in memory.
         policy: ``reservoir`` or ``class_balanced``.
         memory_batch_size: memory samples per reference gradient (the paper's 256); None uses
-        the whole memory."""
+        the whole memory.
+        project_update: also project the optimiser's update (see the module docstring)."""
         check_batch_size(memory_batch_size, "memory_batch_size")
         self.memory_batch_size = memory_batch_size
         self.buffer = ReplayBuffer(buffer_size, policy)
+        self.project_update = project_update
         self.projections = 0  # steps whose gradient was projected (diagnostic)
+        self._reference = self._params = self._before = None
 
     def before_step(self) -> None:
         if not len(self.buffer):
@@ -64,10 +72,24 @@ class AGEM(Strategy):
                                for p, g in zip(params, grads, strict=True)])
         gradient = torch.cat([p.grad.reshape(-1) for p in params])
         projected = project(gradient, reference)
-        if projected is gradient:
+        if projected is not gradient:
+            self.projections += 1
+            torch.nn.utils.vector_to_parameters(projected, [p.grad for p in params])
+        if self.project_update:
+            self._reference = reference
+            self._params = params
+            self._before = torch.nn.utils.parameters_to_vector(params).detach().clone()
+
+    def after_step(self) -> None:
+        if self._reference is None:
             return
-        self.projections += 1
-        torch.nn.utils.vector_to_parameters(projected, [p.grad for p in params])
+        params, before, reference = self._params, self._before, self._reference
+        self._reference = self._params = self._before = None
+        update = torch.nn.utils.parameters_to_vector(params).detach() - before
+        # the update must not point up the memory loss: project -update like a gradient
+        projected = -project(-update, reference)
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(before + projected, params)
 
     def after_task(self, task) -> None:
         self.buffer.add(task.train_x.to(self.learner.device), task.train_y.to(self.learner.device),

@@ -1,0 +1,34 @@
+"""Search that chose the tuned A-GEM settings for split MNIST, class-incremental
+(``src/forgetless/strategies/tuned/agem.toml``). The issue's protocol otherwise: embedded split
+MNIST, 5 tasks, MLP 784-400-400, Adam lr 1e-3, batch 128, 20 epochs, buffer_size=500, seed 0.
+
+    PYTHONPATH=src python benchmarks/replay_search.py
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from forgetless import RunConfig, run
+
+torch.set_num_threads(1)
+
+GRID = {"memory_batch_size": [256, None], "project_update": [True, False]}
+
+
+def main() -> None:
+    print("| memory_batch_size | project_update | ACC |")
+    print("|---|---|---|")
+    for values in itertools.product(*GRID.values()):
+        settings = dict(zip(GRID, values, strict=True))
+        config = RunConfig(strategy="agem", strategy_params={"buffer_size": 500, **settings},
+                           epochs=20, seed=0)
+        acc = run(config, progress=False).metrics["acc"]
+        print(f"| {settings['memory_batch_size']} | {settings['project_update']} | {acc:.3f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""``forgetless advise``: which strategy fits my constraints, from measured runs."""
+
+from __future__ import annotations
+
+import click
+
+from forgetless.commands.runs import store_option
+
+
+@click.command()
+@click.option("--raw-data/--no-raw-data", default=True,
+              help="May the strategy keep raw training samples? --no-raw-data when privacy "
+                   "forbids it (default: allowed).")
+@click.option("--memory-budget", metavar="SIZE",
+              help="Memory the strategy may hold beyond the model, e.g. 5MB or 500kB "
+                   "(default unlimited).")
+@click.option("--compute-budget", metavar="MULTIPLE",
+              help="Train time allowed, as a multiple of plain fine-tuning, e.g. 2x "
+                   "(default unlimited).")
+@click.option("--task-id", type=click.Choice(["known", "unknown"]), default="unknown",
+              show_default=True, help="Is the task id given at test time?")
+@click.option("--scenario", type=click.Choice(["task", "domain", "class"]),
+              help="Default: task if the task id is known, else class.")
+@click.option("--benchmark", help="Measure on this benchmark (default: the closest stored one, "
+                                  "else split).")
+@click.option("--source", help="Measure on this source (default: the closest stored one, "
+                               "else the embedded mnist).")
+@store_option
+@click.option("--no-run", is_flag=True,
+              help="Never train: advise only from what the store holds (by default, strategies "
+                   "the store lacks are measured first).")
+@click.option("--jobs", "-j", type=int, help="Worker processes for a comparison it runs.")
+def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark, source, store,
+           no_run, jobs) -> None:
+    """Rank the strategies that satisfy your constraints by measured ACC, and say in one line
+    why each is chosen or excluded.
+
+    Example: forgetless advise --no-raw-data --memory-budget 5MB --compute-budget 2x
+    --task-id unknown. Measurements come from the results store; when it has none for the
+    scenario, a quick comparison runs first; registered strategies the store lacks are measured
+    on the stored protocol (both are stored for next time)."""
+    from forgetless.advise import Constraints, missing_runs, parse_bytes, parse_multiple
+    from forgetless.advise import advise as rank
+    from forgetless.commands.compare import default_jobs
+    from forgetless.compare import PRESETS, compare, plan
+    from forgetless.config import RunConfig
+    from forgetless.errors import ConfigurationError
+    from forgetless.results.store import RunStore
+
+    constraints = Constraints(
+        raw_data=raw_data,
+        memory_budget=None if memory_budget is None else parse_bytes(memory_budget),
+        compute_budget=None if compute_budget is None else parse_multiple(compute_budget),
+        task_id=task_id == "known", scenario=scenario)
+    wanted = constraints.resolved_scenario()
+    with RunStore(store) as db:
+        runs = db.select(scenario=wanted)
+        todo = missing_runs(runs, constraints, benchmark, source)
+        if todo is None:
+            if no_run:
+                raise ConfigurationError(
+                    f"'{store}' holds no {wanted}-incremental runs to advise from; run "
+                    "`forgetless compare` first, or drop --no-run.")
+            changes, seeds = PRESETS["quick"]
+            base = RunConfig().updated(benchmark=benchmark, source=source, **changes)
+            todo = plan(base, scenarios=[wanted], seeds=range(seeds))
+            click.echo(f"no measured {wanted}-incremental runs in {store}: running a quick "
+                       f"comparison first ({len(todo)} runs)...", err=True)
+        elif todo and not no_run:
+            click.echo(f"measuring {len(todo)} run(s) of strategies the store lacks: "
+                       f"{', '.join(sorted({c.strategy for c in todo}))}...", err=True)
+        if todo and not no_run:
+            compare(todo, db, jobs=default_jobs() if jobs is None else jobs,
+                    echo=lambda line: click.echo(line, err=True))
+            runs = db.select(scenario=wanted)
+    click.echo(rank(constraints, runs, benchmark=benchmark, source=source).format())

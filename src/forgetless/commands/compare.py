@@ -1,0 +1,124 @@
+"""``forgetless compare``: every strategy, each scenario it serves, several seeds; one table."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from forgetless.commands.options import config_from_options, experiment_options
+from forgetless.commands.runs import _split, store_option, write_exports
+from forgetless.report import DEFAULT_REPORT
+
+
+def default_jobs() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+@click.command()
+@click.option("--strategies", multiple=True, metavar="NAMES",
+              help="Strategies to compare, comma-separated or repeated (compositions such as "
+                   "ewc+er too). Default: every registered strategy. Naive and joint are "
+                   "always added as references.")
+@click.option("--exclude", multiple=True, metavar="NAMES", help="Strategies to leave out.")
+@click.option("--set", "settings", multiple=True, metavar="[STRATEGY.]KEY=VALUE",
+              help="A hyper-parameter (repeatable): --set ewc.lam=100 for one strategy, "
+                   "--set lam=100 for every strategy that takes lam.")
+@click.option("--quick/--full", default=True,
+              help="Budget: --quick (default) is 2 epochs per task and 2 seeds, about 5 "
+                   "minutes for the whole registry on 2 CPU cores; --full is 5 epochs per "
+                   "task and 5 seeds. --epochs, --iterations and --seeds override either.")
+@click.option("--seeds", "seed_count", type=int,
+              help="Number of seeds, counted from --seed (default 0).")
+@click.option("--jobs", "-j", type=int, help="Worker processes (default 2; 1 trains in this "
+                                             "process).")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Torch threads per worker.")
+@store_option
+@click.option("--report", "report_path", default=DEFAULT_REPORT, show_default=True,
+              type=click.Path(dir_okay=False), help="Write the HTML report here.")
+@click.option("--no-report", is_flag=True, help="Do not write the HTML report.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
+              help="Also write the table as CSV.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False),
+              help="Also write the table as Markdown.")
+@click.option("--rerun", is_flag=True, help="Train runs again even if the store has them.")
+@click.option("--no-references", is_flag=True, help="Do not add naive and joint.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@experiment_options
+def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, store, report_path,
+            no_report, csv_path, markdown_path, rerun, no_references, quiet, scenario,
+            **options) -> None:
+    """Compare strategies side by side: ACC, forgetting, BWT, FWT (mean ± sd over seeds),
+    train time, memory, what each stores and needs, grouped by family.
+
+    With no arguments: every registered strategy, in each scenario it serves (task, domain,
+    class; --scenario takes a comma list), on the embedded split MNIST, 2 seeds, runs on 2
+    worker processes. Runs go into the results store (--store, default ./forgetless-runs.db);
+    runs already there are reused, so an interrupted comparison continues where it stopped.
+    The table is printed, and the report written to ./forgetless-report.html."""
+    from pathlib import Path
+
+    from forgetless.compare import PRESETS, plan
+    from forgetless.compare import compare as run_comparison
+    from forgetless.config import RunConfig, load_config_file, parse_settings
+    from forgetless.errors import ConfigurationError
+    from forgetless.report import write_report
+    from forgetless.results.store import RunStore
+    from forgetless.results.summary import describe_protocol, format_text, group_runs
+
+    changes, preset_seeds = PRESETS["quick" if quick else "full"]
+    config = config_from_options(RunConfig().updated(**changes), **options)
+    if scenario is None and options.get("config_file"):
+        scenario = load_config_file(options["config_file"]).get("scenario")
+    scenarios = _split([scenario]) if scenario else None
+    count = preset_seeds if seed_count is None else seed_count
+    if count < 1:
+        raise ConfigurationError(f"--seeds must be at least 1, got {count}.")
+    configs = plan(config, strategies=_split(strategies), scenarios=scenarios,
+                   seeds=range(config.seed, config.seed + count),
+                   settings=parse_settings(settings), references=not no_references,
+                   exclude=_split(exclude) or ())
+    jobs = default_jobs() if jobs is None else jobs
+    with RunStore(store) as db:
+        if not quiet:
+            strategies_run = len({c.strategy for c in configs})
+            click.echo(f"comparing {strategies_run} strategies in {len(configs)} runs "
+                       f"({count} seed(s)) on {describe_protocol(configs[0].to_dict())}; "
+                       f"{jobs} worker(s); store {Path(store).resolve()}", err=True)
+        try:
+            runs, outcome = run_comparison(
+                configs, db, jobs=jobs, threads=threads, rerun=rerun,
+                progress=False if quiet else None,
+                echo=None if quiet else (lambda line: click.echo(line, err=True)))
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: {len(db)} runs are in {store}; run the same command "
+                       "again to continue where it stopped.", err=True)
+            raise SystemExit(130) from None
+        stored = len(db)
+    groups = group_runs(runs)
+    click.echo(format_text(groups))
+    click.echo("")
+    write_exports(groups, csv_path, markdown_path)
+    click.echo(f"store: {Path(store).resolve()} ({stored} runs; {outcome.trained} trained now, "
+               f"{outcome.skipped} reused; {outcome.seconds:.0f} s)")
+    if not no_report and runs:
+        path = write_report(runs, report_path, source=str(store))
+        click.echo(f"report: {Path(path).resolve()}")
+    if outcome.failures:
+        click.echo(f"{len(outcome.failures)} run(s) failed (not stored; a repeated compare "
+                   "retries them):", err=True)
+        for failed, message in outcome.failures:
+            click.echo(f"  {failed.strategy} {failed.scenario} seed {failed.seed}: {message}",
+                       err=True)
+        raise SystemExit(1)
+
+
+# Three shared run options mean something wider here.
+for _param in compare.params:
+    if _param.name == "scenario":
+        _param.help = "Scenarios to compare, comma-separated (default task,domain,class)."
+    elif _param.name == "seed":
+        _param.help = "The first seed (default 0); --seeds counts from it."
+    elif _param.name == "epochs":
+        _param.help = "Epochs per task (default 2 with --quick, 5 with --full)."

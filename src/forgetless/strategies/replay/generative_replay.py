@@ -1,0 +1,219 @@
+"""Generative replay (Shin, Lee, Kim & Kim 2017, "Continual Learning with Deep Generative
+Replay"; van de Ven & Tolias 2018/2019, replay through distillation).
+
+No raw data is kept. A generator (``vae``, the default, or ``gan``; see ``generators.py``)
+learns the inputs of every task so far: after each task it trains on that task's data mixed
+with samples it generates of the earlier tasks from a frozen copy of itself (mixed in
+proportion to the number of tasks, so it does not forget them either). While the classifier
+learns task t, each step adds a loss on generated samples of tasks 0..t-1 labelled by the
+classifier as it was after task t-1:
+
+- ``distill="soft"`` (default): its soft targets at ``temperature``, over every unit the
+  current model may use, the new classes' units padded with zero probability (distilling only
+  the old units leaves the new ones free to swallow the old classes);
+- ``distill="hard"``: its predicted labels, with cross-entropy.
+
+The replay loss is weighted by the number of earlier tasks (van de Ven & Tolias's 1/t : 1-1/t
+weighting, scaled so the current task keeps weight 1). The generator usually needs more
+steps than the classifier: ``generator_budget`` is its steps per task as a multiple of the
+classifier's steps on that task; ``generator_seconds`` records the time it costs.
+
+The memory cost is the generator's parameters plus the previous classifier (the labeller);
+``footprint()`` reports those bytes and ``stores_raw_data=False``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from forgetless.errors import ConfigurationError, DataError
+from forgetless.models.heads import apply_mask
+from forgetless.strategies import register
+from forgetless.strategies.base import Batch, Footprint, Strategy, tensor_bytes
+from forgetless.strategies.replay.common import frozen_copy, soft_target_loss, teacher_mask
+from forgetless.strategies.replay.er import check_batch_size
+from forgetless.strategies.replay.generators import GENERATORS, build_generator
+
+
+class GenerativeMemory:
+    """``sample(n)`` like a replay buffer: generated inputs of earlier (task, unit) pairs,
+    labelled by the previous classifier (``extras["teacher_logits"]`` holds its logits)."""
+
+    def __init__(self, generator, condition, pairs: torch.Tensor, labeller=None,
+                 labeller_mask=None) -> None:
+        self.generator, self.condition, self.pairs = generator, condition, pairs
+        self.labeller, self.labeller_mask = labeller, labeller_mask
+
+    def __len__(self) -> int:
+        return 0 if self.pairs is None else len(self.pairs)
+
+    def sample(self, n: int, rng: torch.Generator | None = None) -> Batch:
+        pick = self.pairs[torch.randint(len(self.pairs), (n,), generator=rng)]
+        task_ids, units = pick[:, 0], pick[:, 1]
+        x = self.generator.generate(self.condition(units, task_ids), rng)
+        if self.labeller is None:
+            return Batch(x, units, task_ids)
+        with torch.no_grad():
+            logits = self.labeller(x)
+        labels = apply_mask(logits, self.labeller_mask(task_ids)).argmax(1)
+        return Batch(x, labels, task_ids, {"teacher_logits": logits})
+
+
+@register("generative-replay")
+class GenerativeReplay(Strategy):
+    """Replay of generated samples labelled by the previous model (Shin et al. 2017)."""
+
+    family = "replay"
+    stores_raw_data = False
+
+    def __init__(self, generator: str = "vae", generator_budget: float = 5.0,
+                 distill: str = "soft", temperature: float = 2.0,
+                 replay_batch_size: int | None = None, replay_weight: float | None = None,
+                 latent: int = 100, generator_hidden: tuple[int, ...] | list[int] = (400, 400),
+                 generator_lr: float | None = None):
+        """generator: ``vae`` (default) or ``gan``.
+        generator_budget: generator steps per task, as a multiple of the classifier's steps.
+        distill: ``soft`` (previous model's soft targets) or ``hard`` (its predicted labels).
+        temperature: distillation temperature (van de Ven & Tolias use 2).
+        replay_batch_size: generated samples per step; None uses the learner's batch size.
+        replay_weight: weight of the replay loss; None uses the number of earlier tasks.
+        latent: size of the generator's latent code.
+        generator_hidden: hidden layer widths of the generator's networks.
+        generator_lr: the generator's Adam learning rate; None: 1e-3 (VAE), 2e-4 (GAN)."""
+        if generator not in GENERATORS:
+            raise ConfigurationError(f"unknown generator '{generator}'; choose "
+                                     f"{' or '.join(GENERATORS)} (e.g. --set generator=gan).")
+        if distill not in ("soft", "hard"):
+            raise ConfigurationError(f"distill must be 'soft' or 'hard', got {distill!r}.")
+        for name, value in (("generator_budget", generator_budget),
+                            ("temperature", temperature), ("latent", latent)):
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be positive, got {value!r}.")
+        check_batch_size(replay_batch_size, "replay_batch_size")
+        self.kind, self.generator_budget = generator, float(generator_budget)
+        self.distill, self.temperature = distill, float(temperature)
+        self.replay_batch_size, self.replay_weight = replay_batch_size, replay_weight
+        if not generator_hidden or any(int(h) < 1 for h in generator_hidden):
+            raise ConfigurationError(
+                f"generator_hidden must list positive layer widths, got {generator_hidden!r} "
+                "(e.g. --set generator_hidden=[400,400]).")
+        self.options = {"latent": int(latent), "hidden": tuple(int(h) for h in generator_hidden)}
+        if generator_lr is not None:
+            self.options["lr"] = float(generator_lr)
+        self.generator = None
+        self.sizes: tuple[int, int] | None = None  # (units, tasks) of the condition
+        self.labeller = None
+        self.seen_before: torch.Tensor | None = None
+        self.steps_in_task = 0
+        self.generator_seconds: list[float] = []
+
+    # ------------------------------------------------------------------ conditions
+    def condition(self, units: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        n_units, n_tasks = self.sizes
+        return torch.cat([F.one_hot(units, n_units), F.one_hot(task_ids, n_tasks)], 1).float()
+
+    def old_pairs(self, before: int) -> torch.Tensor:
+        """(task, unit) of every unit of tasks 0..before-1."""
+        return self.learner.output_mask.task_units[:before].nonzero().to(self.learner.device)
+
+    def memory(self, tasks: int, labelled: bool) -> GenerativeMemory:
+        mask = (lambda t: teacher_mask(self.learner, self.seen_before, t)) if labelled else None
+        return GenerativeMemory(self.generator, self.condition, self.old_pairs(tasks),
+                                self.labeller if labelled else None, mask)
+
+    def _build(self, task) -> None:
+        x = task.train_x
+        if x.min() < 0 or x.max() > 1:
+            raise DataError("generative replay models inputs in [0, 1] (pixel intensities); "
+                            "scale the inputs into that range first.")
+        self.sizes = (self.learner.output_mask.num_outputs, len(self.learner.stream_tasks))
+        self.generator = build_generator(self.kind, tuple(x.shape[1:]), sum(self.sizes),
+                                         **self.options).to(self.learner.device)
+
+    # ------------------------------------------------------------------ hooks
+    def before_task(self, task) -> None:
+        if self.generator is None:
+            self._build(task)
+        if task.task_id >= self.sizes[1]:
+            raise ConfigurationError(
+                f"the generator was built for {self.sizes[1]} tasks and task {task.task_id} "
+                "arrived; bind the learner to a stream that lists every task first.")
+        self.steps_in_task = 0
+        if self.learner.tasks_learned:
+            self.labeller = frozen_copy(self.learner.model)
+            self.seen_before = self.learner.output_mask.seen_units.clone()
+
+    def penalty(self, batch, logits):
+        learner = self.learner
+        done = len(learner.tasks_learned)
+        if not done:
+            return None
+        replay = self.memory(done, labelled=True).sample(
+            self.replay_batch_size or learner.batch_size, learner.generator)
+        student = learner.forward(replay.x, replay.task_ids)
+        mask = learner.output_mask.for_training(replay.task_ids)
+        if self.distill == "soft":
+            loss = soft_target_loss(student, replay.extras["teacher_logits"], mask,
+                                    teacher_mask(learner, self.seen_before, replay.task_ids),
+                                    self.temperature)
+        else:
+            loss = F.cross_entropy(apply_mask(student, mask), replay.y)
+        return (self.replay_weight if self.replay_weight is not None else done) * loss
+
+    def after_step(self) -> None:
+        self.steps_in_task += 1
+
+    def after_task(self, task) -> None:
+        """Train the generator on this task's data and on its own replay of earlier tasks."""
+        start = time.perf_counter()
+        learner, rng = self.learner, self.learner.generator
+        earlier = len(learner.tasks_learned)  # this task is not counted yet
+        old = self.memory(earlier, labelled=False)
+        if earlier:
+            old.generator = frozen_copy(self.generator)
+        x, y = task.train_x.to(learner.device), task.train_y.to(learner.device)
+        size = 2 * learner.batch_size
+        n_old = round(size * earlier / (earlier + 1))
+        self.generator.train()
+        self.generator.reset_optimizer()
+        for _ in range(math.ceil(self.generator_budget * max(1, self.steps_in_task))):
+            index = torch.randint(x.shape[0], (size - n_old,), generator=rng).to(x.device)
+            ids = torch.full((len(index),), task.task_id, dtype=torch.long, device=x.device)
+            batch = Batch(x[index], y[index], ids)
+            if n_old:
+                batch = batch.concat(old.sample(n_old, rng))
+            self.generator.train_step(batch.x, self.condition(batch.y, batch.task_ids), rng)
+        self.generator.eval()
+        self.generator_seconds.append(time.perf_counter() - start)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"sizes": self.sizes, "input_shape": None if self.generator is None
+                else self.generator.input_shape,
+                "generator": None if self.generator is None else self.generator.state_dict(),
+                "labeller": None if self.labeller is None else self.labeller.state_dict(),
+                "seen_before": self.seen_before, "steps_in_task": self.steps_in_task,
+                "generator_seconds": list(self.generator_seconds)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator = self.labeller = None
+        self.sizes = None if state["sizes"] is None else tuple(state["sizes"])
+        if state["generator"] is not None:
+            self.generator = build_generator(self.kind, state["input_shape"], sum(self.sizes),
+                                             **self.options).to(self.learner.device)
+            self.generator.load_state_dict(state["generator"])
+            self.generator.eval()
+        if state["labeller"] is not None:
+            self.labeller = frozen_copy(self.learner.model)
+            self.labeller.load_state_dict(state["labeller"])
+        self.seen_before = state["seen_before"]
+        self.steps_in_task = int(state["steps_in_task"])
+        self.generator_seconds = list(state["generator_seconds"])
+
+    def footprint(self) -> Footprint:
+        """The generator's parameters and the previous classifier: no raw data."""
+        return Footprint(tensor_bytes(self.generator, self.labeller), stores_raw_data=False)

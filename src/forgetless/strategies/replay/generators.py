@@ -1,0 +1,142 @@
+"""Generators for generative replay: a conditional VAE (the default) and a conditional GAN.
+
+Both imitate the inputs of the tasks seen so far and are conditioned on a one-hot of the
+sample's output unit concatenated with a one-hot of its task (units alone do not name the task
+in domain-incremental streams). Each trains with its own optimiser through ``train_step`` and
+draws samples with ``generate``; every random draw comes from the ``generator`` (RNG) passed in,
+so a seeded run is repeatable.
+
+- ``ConditionalVAE`` (Kingma & Welling 2014; Sohn et al. 2015): MLP encoder and decoder with
+  the classifier's layer sizes and a 100-dimensional latent code, as in van de Ven & Tolias
+  2019; Bernoulli (binary cross-entropy) reconstruction of inputs in [0, 1].
+- ``ConditionalGAN`` (Goodfellow et al. 2014; Mirza & Osindero 2014): MLP generator and
+  discriminator with the condition concatenated to their inputs, trained with the
+  non-saturating loss; by default with a gradient penalty on real samples (Mescheder, Geiger &
+  Nowozin 2018, "R1"), which keeps the small discriminator from overpowering the generator.
+  Adam with beta1 = 0.5 (Radford et al. 2016).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from forgetless.errors import ConfigurationError
+
+GENERATORS = ("vae", "gan")
+
+
+def _mlp(widths: list[int], activation) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class ConditionalVAE(nn.Module):
+    """x | condition -> (mu, log variance) of z; z, condition -> Bernoulli means of x."""
+
+    def __init__(self, input_shape, condition_size: int, hidden=(400, 400), latent: int = 100,
+                 lr: float = 1e-3) -> None:
+        super().__init__()
+        self.input_shape, self.latent, self.lr = tuple(input_shape), latent, lr
+        size, hidden = math.prod(input_shape), list(hidden)
+        self.encoder = _mlp([size + condition_size, *hidden, 2 * latent], nn.ReLU)
+        self.decoder = _mlp([latent + condition_size, *hidden[::-1], size], nn.ReLU)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def reset_optimizer(self) -> None:
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
+
+    def decode(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        logits = self.decoder(torch.cat([z, condition], 1))
+        return logits.view(-1, *self.input_shape)
+
+    def loss(self, x: torch.Tensor, condition: torch.Tensor, rng) -> torch.Tensor:
+        """Negative ELBO per sample, averaged over the batch."""
+        flat = x.reshape(x.shape[0], -1)
+        mu, log_var = self.encoder(torch.cat([flat, condition], 1)).chunk(2, dim=1)
+        noise = torch.randn(mu.shape, generator=rng).to(mu.device)
+        z = mu + (0.5 * log_var).exp() * noise
+        reconstruction = F.binary_cross_entropy_with_logits(
+            self.decode(z, condition).reshape_as(flat), flat, reduction="none").sum(1)
+        kl = 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(1)
+        return (reconstruction + kl).mean()
+
+    def train_step(self, x: torch.Tensor, condition: torch.Tensor, rng) -> float:
+        loss = self.loss(x, condition, rng)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    @torch.no_grad()
+    def generate(self, condition: torch.Tensor, rng) -> torch.Tensor:
+        z = torch.randn(condition.shape[0], self.latent, generator=rng).to(condition.device)
+        return torch.sigmoid(self.decode(z, condition))
+
+
+class ConditionalGAN(nn.Module):
+    """z, condition -> x (generator); x, condition -> real/fake logit (discriminator)."""
+
+    def __init__(self, input_shape, condition_size: int, hidden=(400, 400), latent: int = 100,
+                 lr: float = 2e-4, gradient_penalty: float = 10.0) -> None:
+        super().__init__()
+        self.input_shape, self.latent, self.lr = tuple(input_shape), latent, lr
+        self.gradient_penalty = gradient_penalty
+        size, hidden = math.prod(input_shape), list(hidden)
+        self.generator = _mlp([latent + condition_size, *hidden[::-1], size],
+                              lambda: nn.LeakyReLU(0.2))
+        self.discriminator = _mlp([size + condition_size, *hidden, 1],
+                                  lambda: nn.LeakyReLU(0.2))
+        self.optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer] | None = None
+
+    def reset_optimizer(self) -> None:
+        self.optimizers = (
+            torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=(0.5, 0.999)),
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=(0.5, 0.999)))
+
+    def _fake(self, condition: torch.Tensor, rng) -> torch.Tensor:
+        z = torch.randn(condition.shape[0], self.latent, generator=rng).to(condition.device)
+        return torch.sigmoid(self.generator(torch.cat([z, condition], 1)))
+
+    def _judge(self, flat: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(torch.cat([flat, condition], 1)).squeeze(1)
+
+    def train_step(self, x: torch.Tensor, condition: torch.Tensor, rng) -> float:
+        g_opt, d_opt = self.optimizers
+        real = x.reshape(x.shape[0], -1).requires_grad_(self.gradient_penalty > 0)
+        fake = self._fake(condition, rng)
+        real_score = self._judge(real, condition)
+        d_loss = F.softplus(-real_score).mean() + F.softplus(self._judge(fake.detach(),
+                                                                         condition)).mean()
+        if self.gradient_penalty > 0:
+            (grad,) = torch.autograd.grad(real_score.sum(), real, create_graph=True)
+            d_loss = d_loss + 0.5 * self.gradient_penalty * grad.pow(2).sum(1).mean()
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        g_loss = F.softplus(-self._judge(fake, condition)).mean()
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        return g_loss.item()
+
+    @torch.no_grad()
+    def generate(self, condition: torch.Tensor, rng) -> torch.Tensor:
+        return self._fake(condition, rng).view(-1, *self.input_shape)
+
+
+def build_generator(kind: str, input_shape, condition_size: int, **options) -> nn.Module:
+    """``vae`` or ``gan``, e.g. ``build_generator("vae", (1, 28, 28), 15)``."""
+    classes = {"vae": ConditionalVAE, "gan": ConditionalGAN}
+    if kind not in classes:
+        raise ConfigurationError(
+            f"unknown generator '{kind}'; choose one of {', '.join(GENERATORS)} "
+            "(e.g. --set generator=gan).")
+    return classes[kind](input_shape, condition_size, **options)

@@ -1,0 +1,285 @@
+"""The dynamic architecture family (PNN, PackNet, HAT): frozen parameters stay bit-identical,
+backward transfer is exactly zero (PNN, PackNet), growth and masks follow the papers, resuming
+after task 2 of 4 continues identically, bad settings are refused, and on the embedded MNIST
+each reaches joint's accuracy with no forgetting."""
+
+import io
+import math
+
+import pytest
+import torch
+
+from forgetless import RunConfig, run
+from forgetless.data.stream import Stream
+from forgetless.errors import ConfigurationError, ScenarioError
+from forgetless.learner import Learner
+from forgetless.models import build_model
+from forgetless.strategies import build_strategy
+from forgetless.strategies.architecture.packnet import FREE
+
+ARCHITECTURES = ("pnn", "packnet", "hat")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread: the tests' timings must not depend on (or fight over) the machine's cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def four_tasks(streams):
+    full = streams["task"]
+    return Stream(full.tasks[:4], "task", full.num_outputs)
+
+
+def make_learner(name, stream, seed=0, params=None, hidden=(32, 32), **options):
+    torch.manual_seed(seed)
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=hidden)
+    options = {"iterations": 25, "batch_size": 32, "seed": seed, **options}
+    learner = Learner(model, build_strategy(name, params or {}), **options)
+    learner.bind(stream)
+    return learner
+
+
+# ---------------------------------------------------------------- refusals and bad settings
+@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("scenario", ["class", "domain"])
+def test_refused_without_a_task_id_with_the_reason(name, scenario):
+    config = RunConfig(source="digits", scenario=scenario, strategy=name, epochs=1)
+    with pytest.raises(ScenarioError) as error:
+        run(config, progress=False)
+    message = str(error.value)
+    assert f"'{name}' does not serve the {scenario}-incremental scenario" in message
+    assert "needs the task id at test time" in message
+    assert "It serves: task" in message and "--scenario" in message
+
+
+@pytest.mark.parametrize("name, settings", [
+    ("packnet", {"prune_ratio": 1.0}), ("packnet", {"prune_ratio": -0.1}),
+    ("packnet", {"finetune_fraction": -1}), ("hat", {"s_max": 1}), ("hat", {"c": -0.5}),
+    ("pnn", {"adapter_width": 0}),
+])
+def test_bad_hyperparameters_are_refused_with_the_fix(name, settings):
+    key = next(iter(settings))
+    with pytest.raises(ConfigurationError, match=f"{name}: {key} must"):
+        build_strategy(name, settings)
+
+
+@pytest.mark.parametrize("name", ["pnn", "hat"])
+def test_column_and_gate_strategies_need_an_mlp(name):
+    model = build_model("convnet", (1, 8, 8), 10)
+    with pytest.raises(ConfigurationError, match="use --model mlp"):
+        Learner(model, build_strategy(name))
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_tasks_must_arrive_once_each_in_order(digits_streams, name):
+    stream = four_tasks(digits_streams)
+    learner = make_learner(name, stream, iterations=1)
+    with pytest.raises(ScenarioError, match="next task must have id 0, got 1"):
+        learner.learn(stream[1])
+
+
+def test_packnet_out_of_capacity_is_an_error_and_phases_are_guarded(digits_streams):
+    stream = four_tasks(digits_streams)
+    learner = make_learner("packnet", stream, params={"prune_ratio": 0.0}, iterations=2)
+    learner.learn(stream[0])
+    with pytest.raises(ConfigurationError, match="no free weights left in .* for task 1"):
+        learner.learn(stream[1])
+    with pytest.raises(ConfigurationError, match="after_task called in phase 'idle'"):
+        learner.strategy.parts[0].after_task(stream[1])
+
+
+# ---------------------------------------------------------------- isolation
+def frozen_view(learner, name, k):
+    """Copies of everything task k (and earlier tasks) may never see change again."""
+    strategy, model = learner.strategy.parts[0], learner.model
+    units = learner.output_mask.task_units[:k + 1].any(0)
+    head = model.head if name == "packnet" else model.layers[-1] if name == "hat" else None
+    view = {}
+    if name == "pnn":
+        for label, part in (("column", model.columns[:k + 1]), ("adapter", model.adapters[:k + 1])):
+            view.update({f"{label}.{n}": p.clone() for n, p in part.named_parameters()})
+        return view
+    view["head.weight"], view["head.bias"] = head.weight[units].clone(), head.bias[units].clone()
+    if name == "packnet":
+        for n, p in model.named_parameters():
+            if n in strategy.owners:
+                view[n] = p[strategy.owners[n] <= k].clone()
+            elif not n.startswith("head."):
+                view[n] = p.clone()  # biases: learned on the first task, then fixed
+        return view
+    gates = torch.sigmoid(strategy.s_max * torch.stack(list(model.embeddings[:k + 1])))
+    used = [torch.ones(model.layers[0].in_features), *gates.amax(0).split(model.widths)]
+    for i, layer in enumerate(model.layers[:-1]):
+        blocked = torch.minimum(used[i + 1][:, None], used[i][None, :]) == 1
+        view[f"w{i}"] = layer.weight[blocked].clone()
+        view[f"b{i}"] = layer.bias[used[i + 1] == 1].clone()
+    view["embeddings"] = torch.stack(list(model.embeddings[:k + 1])).clone()
+    return view
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_parameters_of_finished_tasks_stay_bit_identical(digits_streams, name):
+    """With weight decay and Adam's moments carried across tasks, both of which move a weight
+    whose gradient is zero: the frozen entries must still not move by one bit, and for PNN and
+    PackNet every old task's logits stay bit-identical (backward transfer exactly zero)."""
+    stream = four_tasks(digits_streams)
+    learner = make_learner(name, stream, hidden=(64, 64), iterations=40, weight_decay=0.01,
+                           reset_optimizer=False)
+    views, logits, rows = [], [], []
+    for task in stream:
+        learner.learn(task)
+        views.append(frozen_view(learner, name, task.task_id))
+        ids = torch.full((len(task.test_x),), task.task_id)
+        with torch.no_grad():
+            learner.model.eval()
+            logits.append(learner.forward(task.test_x, ids)[:, list(task.classes)])
+        rows.append(learner.evaluate(stream.tasks))
+    assert sum(rows[k][k] for k in range(4)) / 4 >= 0.75, "tasks were learned (weights moved)"
+    final = [frozen_view(learner, name, k) for k in range(4)]
+    for k in range(3):
+        assert sum(v.numel() for v in views[k].values()) > 100, "a real share is frozen"
+        for key, value in views[k].items():
+            assert torch.equal(value, final[k][key]), f"{name}: task {k}'s {key} moved"
+    if name == "hat":  # gates are binary only up to float32 rounding: near-zero forgetting
+        assert all(rows[3][k] >= rows[k][k] - 0.05 for k in range(3))
+        return
+    for k, task in enumerate(stream):
+        ids = torch.full((len(task.test_x),), k)
+        with torch.no_grad():
+            own = learner.forward(task.test_x, ids)[:, list(task.classes)]
+            assert torch.equal(own, logits[k]), "the task's own logits stay bit-identical"
+        assert [rows[i][k] for i in range(k, 4)] == [rows[k][k]] * (4 - k)
+
+
+# ---------------------------------------------------------------- growth and masks
+def pnn_parameter_count(sizes, columns, adapter_width=None):
+    """Rusu et al.'s columns plus adapters: column k's layer i (i >= 2) reads the k earlier
+    columns' layer i-1 through alpha (1), V (k n_{i-1} -> m, with bias) and U (m -> n_i)."""
+    column = sum(i * o + o for i, o in sizes)
+    total = columns * column
+    for k in range(1, columns):
+        for source, target in sizes[1:]:
+            m = adapter_width or source
+            total += 1 + k * source * m + m + m * target
+    return total
+
+
+@pytest.mark.parametrize("adapter_width", [None, 8])
+def test_pnn_grows_as_the_paper_predicts(digits_streams, adapter_width):
+    stream = four_tasks(digits_streams)
+    learner = make_learner("pnn", stream, params={"adapter_width": adapter_width}, iterations=1)
+    sizes = [(64, 32), (32, 32), (32, stream.num_outputs)]
+    counts = []
+    for task in stream:
+        learner.learn(task)
+        counts.append(sum(p.numel() for p in learner.model.parameters()))
+        assert counts[-1] == pnn_parameter_count(sizes, task.task_id + 1, adapter_width)
+        trainable = sum(p.numel() for p in learner.trainable_parameters())
+        assert trainable == counts[-1] - (counts[-2] if len(counts) > 1 else 0)
+    growth = [b - a for a, b in zip(counts, counts[1:], strict=False)]
+    m = adapter_width or 32
+    assert growth[2] - growth[1] == growth[1] - growth[0] == 32 * m + 32 * m  # quadratic
+    assert learner.strategy.footprint().parameters_added == counts[-1] - counts[0]
+
+
+@pytest.mark.parametrize("prune_ratio", [None, 0.5])
+def test_packnet_masks_are_disjoint_and_fit_the_layer(digits_streams, prune_ratio):
+    stream = four_tasks(digits_streams)
+    learner = make_learner("packnet", stream, params={"prune_ratio": prune_ratio}, iterations=3)
+    strategy = learner.strategy.parts[0]
+    weights = dict(learner.model.named_parameters())
+    for task in stream:
+        learner.learn(task)
+        for name, masks in strategy.masks().items():
+            assert masks.shape[0] == task.task_id + 1
+            assert int(masks.sum(0).max()) <= 1, "disjoint"
+            assert int(masks.any(0).sum()) <= masks[0].numel()
+            assert torch.equal(masks.any(0), strategy.owners[name] != FREE)
+            assert not weights[name][strategy.owners[name] == FREE].any(), "pruned weights are 0"
+            n, shares = masks[0].numel(), masks.flatten(1).sum(1).tolist()
+            for k, share in enumerate(shares):
+                expected = n / 4 if prune_ratio is None else n * 0.5 ** (k + 1)
+                if prune_ratio is not None and k == task.task_id:
+                    expected = n * 0.5 ** k * 0.5
+                assert abs(share - expected) <= 1, (name, k, share, expected)
+    assert int(strategy.masks()["body.1.weight"].sum()) == (64 * 32 if prune_ratio is None
+                                                           else math.ceil(64 * 32 * 15 / 16))
+
+
+# ---------------------------------------------------------------- checkpoints
+def _roundtrip(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_restored_after_task_2_of_4_continues_identically(digits_streams, name):
+    stream = four_tasks(digits_streams)
+    uninterrupted = make_learner(name, stream).fit(stream).accuracy_matrix
+    first = make_learner(name, stream)
+    rows = []
+    for task in stream.tasks[:2]:
+        first.learn(task)
+        rows.append(first.evaluate(stream.tasks))
+    state = _roundtrip(first.state_dict())
+    resumed = make_learner(name, stream, seed=5)  # built fresh, other init: all must come back
+    resumed.load_state_dict(state)
+    for task in stream.tasks[2:]:
+        resumed.learn(task)
+        rows.append(resumed.evaluate(stream.tasks))
+    assert rows == uninterrupted
+    again = make_learner(name, stream)
+    for task in stream:
+        again.learn(task)
+    for (key, a), (_, b) in zip(again.model.state_dict().items(),
+                                resumed.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), key
+
+
+# ---------------------------------------------------------------- HAT's equations
+def test_hat_anneals_s_and_regularises_unused_units(digits_streams):
+    stream = four_tasks(digits_streams)
+    learner = make_learner("hat", stream, params={"c": 0.5}, iterations=1)
+    hat = learner.strategy.parts[0]
+    learner.learn(stream[0])
+    hat.before_task(stream[1])
+    learner.model.train()
+    batches = hat.batches_per_epoch
+    assert batches == math.ceil(len(stream[1].train_x) / 32)
+    learner.step_in_task = batches  # first batch of the second epoch
+    assert hat.scale() == pytest.approx(1 / 400)
+    learner.step_in_task = 2 * batches - 1
+    assert hat.scale() == pytest.approx(400)
+    e, used = learner.model.embeddings[-1].detach(), hat.used
+    expected = sum(0.5 * float(torch.sigmoid(400 * e[i])) * (1 - float(used[i]))
+                   for i in range(len(e))) / sum(1 - float(u) for u in used)
+    assert float(hat.penalty(None, None).detach()) == pytest.approx(expected, rel=1e-5)
+    assert 0 < int((used == 1).sum()) < len(used), "task 0 uses some units, not all"
+
+
+# ---------------------------------------------------------------- accuracy on embedded MNIST
+@pytest.fixture(scope="module")
+def mnist_runs():
+    """Task-incremental split MNIST (5 tasks) and permuted MNIST (3 tasks), MLP 784-100-100."""
+    base = {"scenario": "task", "seed": 0, "model_options": {"hidden": [100, 100]}}
+    configs = {"split": RunConfig(benchmark="split", tasks=5, epochs=10, **base),
+               "permuted": RunConfig(benchmark="permuted", tasks=3, epochs=5, **base)}
+    return {(bench, name): run(config.updated(strategy=name), progress=False)
+            for bench, config in configs.items() for name in ("joint", *ARCHITECTURES)}
+
+
+@pytest.mark.parametrize("bench, margin", [("split", 0.015), ("permuted", 0.05)])
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_high_accuracy_without_forgetting_on_mnist(mnist_runs, bench, margin, name):
+    joint, result = mnist_runs[bench, "joint"], mnist_runs[bench, name]
+    assert result.metrics["acc"] >= joint.metrics["acc"] - margin
+    if name == "hat":
+        assert result.metrics["bwt"] >= -0.005  # near zero: gates binary up to float32
+    else:
+        assert result.metrics["bwt"] == 0.0

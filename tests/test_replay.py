@@ -1,0 +1,314 @@
+"""The replay family: buffer policies, A-GEM's projection, generators, state, accuracy."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+import torch
+
+from forgetless.config import RunConfig
+from forgetless.data.stream import Stream
+from forgetless.errors import ConfigurationError, DataError, ScenarioError
+from forgetless.learner import Learner
+from forgetless.models import build_model
+from forgetless.runner import run
+from forgetless.strategies import STRATEGIES, Strategy, build_strategy
+from forgetless.strategies.base import Batch, tensor_bytes
+from forgetless.strategies.replay.agem import project
+from forgetless.strategies.replay.buffer import ReplayBuffer
+
+torch.set_num_threads(1)
+
+REPLAY = ["er", "agem", "derpp", "icarl", "generative-replay"]
+
+
+def offer(buffer, labels, generator, batch=32, task=0):
+    """Offer samples whose input is their own index, so kept samples can be identified."""
+    for start in range(0, len(labels), batch):
+        y = labels[start:start + batch]
+        x = torch.arange(buffer.seen, buffer.seen + len(y), dtype=torch.float32).unsqueeze(1)
+        buffer.add(x, y, torch.full_like(y, task), generator=generator)
+        assert len(buffer) <= buffer.capacity
+
+
+# ---------------------------------------------------------------------------- buffer
+def test_reservoir_keeps_every_sample_with_equal_probability():
+    n, capacity, trials = 500, 50, 400
+    kept = torch.zeros(n)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(trials):
+        buffer = ReplayBuffer(capacity, "reservoir")
+        offer(buffer, torch.zeros(n, dtype=torch.long), generator, batch=50)
+        index = buffer.tensors()["x"].squeeze(1).long()
+        assert len(buffer) == capacity and index.unique().numel() == capacity
+        kept[index] += 1
+    expected = trials * capacity / n
+    chi2 = ((kept - expected) ** 2 / (expected * (1 - capacity / n))).sum()
+    assert chi2 < n + 4 * (2 * n) ** 0.5  # chi-square(500): mean 500, sd 31.6
+    # no drift with arrival order: first and last tenth kept equally often
+    assert abs(kept[:50].mean() - kept[-50:].mean()) < 0.1 * expected
+
+
+def test_class_balanced_keeps_classes_within_one_sample():
+    generator = torch.Generator().manual_seed(1)
+    buffer = ReplayBuffer(100, "class_balanced")
+    for task in range(5):
+        # two new classes per task, one three times as frequent as the other
+        labels = torch.tensor([2 * task] * 300 + [2 * task + 1] * 100)
+        labels = labels[torch.randperm(len(labels), generator=generator)]
+        offer(buffer, labels, generator, task=task)
+        counts = buffer.class_counts()
+        assert sorted(counts) == list(range(2 * task + 2))
+        assert max(counts.values()) - min(counts.values()) <= 1
+        assert sum(counts.values()) == 100
+        # bookkeeping agrees with the stored labels
+        assert {c: len(s) for c, s in buffer.class_slots.items() if len(s)} == counts
+
+
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced"])
+def test_adding_a_batch_costs_the_same_after_5_and_50_tasks(policy):
+    def seconds_per_add(tasks):
+        generator = torch.Generator().manual_seed(0)
+        buffer = ReplayBuffer(500, policy)
+        for task in range(tasks):
+            offer(buffer, torch.arange(2 * task, 2 * task + 2).repeat(200), generator, 128, task)
+        y = torch.tensor([2 * tasks] * 128)
+        x = torch.rand(128, 1)
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(20):
+                buffer.add(x, y, y, generator=generator)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    seconds_per_add(2)  # warm up
+    assert seconds_per_add(50) <= 1.5 * seconds_per_add(5)
+
+
+def test_buffer_state_round_trip_continues_identically():
+    generator = torch.Generator().manual_seed(2)
+    a = ReplayBuffer(40, "class_balanced")
+    offer(a, torch.arange(6).repeat(20), generator)
+    b = ReplayBuffer(40, "class_balanced")
+    b.load_state_dict(safe_roundtrip(a.state_dict()))
+    state = generator.get_state()
+    offer(a, torch.arange(4, 10).repeat(20), generator)
+    generator.set_state(state)
+    offer(b, torch.arange(4, 10).repeat(20), generator)
+    for key in ("x", "y", "task_ids"):
+        assert torch.equal(a.tensors()[key], b.tensors()[key])
+    with pytest.raises(ConfigurationError, match="same buffer_size"):
+        ReplayBuffer(41, "class_balanced").load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("settings", [{"buffer_size": 0}, {"buffer_size": 2.5},
+                                      {"policy": "fifo"}, {"replay_batch_size": -1}])
+def test_bad_buffer_settings_say_how_to_fix_them(settings):
+    with pytest.raises(ConfigurationError, match="buffer_size|policy|replay_batch_size"):
+        build_strategy("er", settings)
+
+
+# ---------------------------------------------------------------------------- A-GEM
+def test_agem_projection_removes_the_conflict_and_only_then():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        g, r = torch.randn(2, 50, generator=generator, dtype=torch.float64)
+        p = project(g, r)
+        if g @ r >= 0:
+            assert p is g
+            continue
+        assert p @ r >= -1e-9 * r.norm() * g.norm()
+        slow = [g[i] - float(g @ r) / float(r @ r) * r[i] for i in range(50)]
+        assert torch.allclose(p, torch.stack(slow))
+
+
+def test_agem_step_gradient_does_not_conflict_with_the_memory(digits_streams):
+    stream = digits_streams["class"]
+    agem = build_strategy("agem", {"memory_batch_size": None, "project_update": False})
+    checked = []
+
+    class Check(Strategy):
+        """Runs after A-GEM's before_step: the gradient left must not conflict."""
+
+        def before_step(self):
+            learner = self.learner
+            if not len(agem.buffer):
+                return
+            memory = agem.buffer.tensors()
+            params = learner.trainable_parameters()
+            logits = learner.forward(memory["x"], memory["task_ids"])
+            from forgetless.models.heads import apply_mask
+
+            loss = torch.nn.functional.cross_entropy(apply_mask(
+                logits, learner.output_mask.for_training(memory["task_ids"])), memory["y"])
+            reference = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+            gradient = torch.cat([p.grad.reshape(-1) for p in params])
+            checked.append(float(gradient @ reference) / float(reference.norm() ** 2))
+
+    torch.manual_seed(0)
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
+    learner = Learner(model, agem + Check(), iterations=30, batch_size=32)
+    learner.fit(Stream(stream.tasks[:3], "class", stream.num_outputs))
+    assert len(checked) == 60 and agem.projections > 5
+    assert min(checked) > -1e-4
+
+
+# ---------------------------------------------------------------------------- generators
+@pytest.mark.parametrize("kind", ["vae", "gan"])
+def test_generator_samples_are_classified_into_their_tasks_classes(digits_streams, kind):
+    stream = digits_streams["class"]
+    torch.manual_seed(0)
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(100,))
+    settings = {"vae": {}, "gan": {"generator_lr": 1e-3}}[kind]
+    strategy = build_strategy("generative-replay", {"generator": kind, "generator_budget": 4.0,
+                                                    "generator_hidden": [128], "latent": 32,
+                                                    **settings})
+    learner = Learner(model, strategy, iterations=100, batch_size=64, seed=0)
+    learner.fit(Stream(stream.tasks[:3], "class", stream.num_outputs))
+    generator = torch.Generator().manual_seed(0)
+    for task in range(3):  # every finished task, the first two through the generator's replay
+        batch = strategy.memory(task + 1, labelled=False).sample(2000, generator)
+        keep = batch.task_ids == task
+        predicted = learner.predict(batch.x[keep])
+        in_task = torch.isin(predicted, torch.tensor(stream.tasks[task].classes))
+        assert in_task.float().mean() > 0.7  # chance: 2 of 6 seen classes
+        assert (predicted == batch.y[keep]).float().mean() > 0.6  # chance 1/6
+
+
+def test_generative_replay_checks_its_settings_and_inputs(digits_streams):
+    with pytest.raises(ConfigurationError, match="generator=gan"):
+        build_strategy("generative-replay", {"generator": "diffusion"})
+    with pytest.raises(ConfigurationError, match="distill"):
+        build_strategy("generative-replay", {"distill": "medium"})
+    stream = digits_streams["class"]
+    shifted = Stream.from_tasks([(t.train_x * 2 - 1, t.train_y, t.test_x, t.test_y)
+                                 for t in stream.tasks[:2]], "class", stream.num_outputs)
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(16,))
+    learner = Learner(model, build_strategy("generative-replay"), iterations=2)
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        learner.fit(shifted)
+
+
+def test_icarl_refuses_other_scenarios(digits_streams):
+    model = build_model("mlp", (1, 8, 8), 10, hidden=(16,))
+    with pytest.raises(ScenarioError, match="icarl"):
+        Learner(model, build_strategy("icarl")).bind(digits_streams["task"])
+
+
+# ---------------------------------------------------------------------------- contracts
+def safe_roundtrip(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def make_learner(name, stream, settings=None, seed=0, iterations=25):
+    torch.manual_seed(seed)
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
+    return Learner(model, build_strategy(name, settings or {}), iterations=iterations,
+                   batch_size=32, seed=seed)
+
+
+@pytest.mark.parametrize("name, settings", [(n, {}) for n in REPLAY] + [
+    ("generative-replay", {"generator": "gan", "generator_budget": 1.0,
+                           "generator_hidden": [64]}),
+    ("er", {"policy": "class_balanced"})])
+def test_restored_mid_stream_continues_identically(digits_streams, name, settings):
+    full = digits_streams["class"]
+    stream = Stream(full.tasks[:3], "class", full.num_outputs)
+    uninterrupted = make_learner(name, stream, settings)
+    uninterrupted.fit(stream)
+    first = make_learner(name, stream, settings)
+    first.bind(stream)
+    first.learn(stream[0])
+    first.learn(stream[1])
+    state = safe_roundtrip(first.state_dict())
+    resumed = make_learner(name, stream, settings, seed=7)
+    resumed.bind(stream)
+    resumed.load_state_dict(state)
+    resumed.learn(stream[2])
+    a, b = uninterrupted.strategy.state_dict(), resumed.strategy.state_dict()
+    assert tensors_of(a) and len(tensors_of(a)) == len(tensors_of(b))
+    for x, y in zip(tensors_of(a), tensors_of(b), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True)
+    for x, y in zip(uninterrupted.model.state_dict().values(),
+                    resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+
+
+def tensors_of(state):
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for k in sorted(state, key=str) for t in tensors_of(state[k])]
+    if isinstance(state, (list, tuple)):
+        return [t for v in state for t in tensors_of(v)]
+    return []
+
+
+def test_footprints_are_honest(digits_streams):
+    stream = Stream(digits_streams["class"].tasks[:2], "class", 10)
+    for name in REPLAY:
+        learner = make_learner(name, stream)
+        learner.fit(stream)
+        strategy = learner.strategy.parts[0]
+        footprint = learner.strategy.footprint()
+        assert footprint.stores_raw_data == (name != "generative-replay")
+        if name == "generative-replay":
+            assert footprint.bytes_held == tensor_bytes(strategy.generator, strategy.labeller)
+            assert footprint.bytes_held > tensor_bytes(learner.model)
+        else:
+            assert footprint.bytes_held >= tensor_bytes(strategy.buffer.store) > 0
+    er = make_learner("er", stream, {"buffer_size": 50})
+    er.fit(stream)
+    assert er.strategy.footprint().bytes_held == 50 * (64 * 4 + 8 + 8)
+
+
+def test_task_incremental_replay_carries_each_samples_own_task_id(digits_streams):
+    stream = Stream(digits_streams["task"].tasks[:3], "task", 6)
+    learner = make_learner("er", stream)
+    learner.fit(stream)
+    er = learner.strategy.parts[0]
+    task = stream[2]
+    batch = er.extend_batch(Batch(task.train_x[:32], task.train_y[:32], task.task_ids[:32]))
+    replayed = slice(32, None)
+    assert len(batch) == 64 and set(batch.task_ids[replayed].tolist()) == {0, 1, 2}
+    owners = learner.output_mask.task_units[batch.task_ids, batch.y]
+    assert owners.all()  # every label belongs to its sample's task
+
+
+# ---------------------------------------------------------------------------- accuracy
+def test_replay_beats_naive_on_embedded_split_mnist():
+    def acc(strategy, **params):
+        config = RunConfig(strategy=strategy, strategy_params=params, epochs=2,
+                           model_options={"hidden": [200]}, seed=0)
+        return run(config, progress=False).metrics["acc"]
+
+    naive = acc("naive")
+    assert naive < 0.25
+    for name, params in [("er", {}), ("derpp", {}), ("icarl", {}), ("agem", {}),
+                         ("generative-replay", {"generator_budget": 2.0})]:
+        assert acc(name, **params) > naive + 0.35, name
+
+
+def test_hybrid_ewc_plus_er(digits_streams):
+    assert "ewc" in STRATEGIES
+    stream = digits_streams["class"]
+    er_alone = make_learner("er", stream, iterations=150)
+    hybrid = make_learner("ewc+er", stream, {"ewc.lam": 1.0}, iterations=150)
+    naive = make_learner("naive", stream, iterations=150)
+    results = {k: v.fit(stream).accuracy_matrix[-1] for k, v in
+               (("er", er_alone), ("hybrid", hybrid), ("naive", naive))}
+    mean = {k: sum(v) / len(v) for k, v in results.items()}
+    assert mean["hybrid"] > mean["naive"] + 0.25
+    assert hybrid.strategy.family == "hybrid"
+    parts = [p.name for p in hybrid.strategy.parts]
+    assert parts == ["ewc", "er"]
+    footprint = hybrid.strategy.footprint()
+    assert footprint.stores_raw_data
+    assert footprint.bytes_held > er_alone.strategy.footprint().bytes_held  # EWC's anchors too
+    assert results["hybrid"] != results["er"]  # the EWC penalty acted
