@@ -5,7 +5,7 @@ run. The target is a speed-up of at least 1.7x on 2 cores.
 Grid: naive, EWC, SI, ER x seeds 0-3 on the embedded split MNIST, class-incremental, MLP
 784-400-400, 5 epochs per task (the default run protocol): 16 runs of several seconds each.
 
-    python benchmarks/scaling_sweep.py
+    python benchmarks/scaling_sweep.py [--rounds 3] [--epochs 20]
 
 The load average before and after is printed: on a machine whose cores are busy with other work,
 the 2 workers cannot get 2 cores and the speed-up falls accordingly.
@@ -54,7 +54,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="Alternating repetitions.")
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--epochs", type=int, default=5, help="Epochs per task of every run.")
+    args = parser.parse_args()
+    rounds = args.rounds
+    SWEEP["base"]["epochs"] = args.epochs
+    print(f"grid: {SWEEP['grid']}, {args.epochs} epochs per task")
     torch.set_num_threads(1)
     print("| round | mode | runs | wall s | CPU s | cores obtained | load avg (1 min) |")
     print("|---|---|---|---|---|---|---|")

@@ -138,7 +138,8 @@ def test_a_killed_compare_resumes_on_workers_and_ends_with_the_same_table(small_
     those of the uninterrupted in-process comparison (train time and memory vary by nature)."""
     _, _, reference = small_store
     args = ["compare", "--strategies", ",".join(BOUNDS), "--scenario", "domain,class",
-            *TINY_ARGS, "--store", "runs.db", "--csv", "table.csv", "--quiet"]
+            *TINY_ARGS, "--epochs", "2", "--seeds", "2", "--store", "runs.db", "--csv",
+            "table.csv", "--quiet"]
     process = subprocess.Popen([sys.executable, "-m", "forgetless.cli", *args, "--jobs", "1"],
                                cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)

@@ -8,9 +8,10 @@ results store; the table is built from the store.
   finished run to the store at once, so an interrupted comparison continues where it stopped;
 - ``compare`` does both and returns the runs of the comparison, read back from the store.
 
-Budgets (``PRESETS``): ``quick`` (the default of ``forgetless compare``) is 2 epochs per task
-and 2 seeds, which keeps the whole registry on the embedded split MNIST within about five
-minutes on two CPU cores; ``full`` is the default run protocol (5 epochs per task) over 5 seeds.
+Budgets (``PRESETS``): ``quick`` (the default of ``forgetless compare``) is 3 epochs per task
+and 3 seeds, which keeps the whole registry on the embedded split MNIST within a few minutes on
+two CPU cores (see benchmarks/compare.md); ``full`` is the default run protocol (5 epochs per
+task) over 5 seeds.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from forgetless.results.summary import SCENARIO_ORDER, family_rank
 
 #: name -> (RunConfig changes, seeds).
 PRESETS = {
-    "quick": ({"epochs": 2, "iterations": None}, 2),
+    "quick": ({"epochs": 3, "iterations": None}, 3),
     "full": ({"epochs": 5, "iterations": None}, 5),
 }
 #: Always part of a comparison: the forgetting to beat and the bound to approach.
@@ -233,6 +234,23 @@ def describe(config: RunConfig) -> str:
     return f"{config.strategy} {config.scenario} seed {config.seed}"
 
 
+def pending(configs: list[RunConfig], store: RunStore,
+            rerun: bool = False) -> tuple[Outcome, list[tuple[RunConfig, str]]]:
+    """The runs still to train, each once, with their run ids; the Outcome counts the planned
+    runs and those the store already holds (all are retrained with ``rerun``)."""
+    ids = [planned_run_id(c) for c in configs]
+    outcome = Outcome(planned=ids)
+    stored = set() if rerun else store.run_ids()
+    todo, seen = [], set()
+    for config, rid in zip(configs, ids, strict=True):
+        if rid in stored or rid in seen:
+            outcome.skipped += rid in stored
+            continue
+        seen.add(rid)
+        todo.append((config, rid))
+    return outcome, todo
+
+
 def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: int = 1,
             rerun: bool = False, progress: bool | None = None,
             echo: Callable[[str], None] | None = None) -> Outcome:
@@ -246,16 +264,7 @@ def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: i
     if not isinstance(threads, int) or threads < 1:
         raise ConfigurationError(f"--threads must be a positive whole number, got {threads!r}.")
     start = time.perf_counter()
-    ids = [planned_run_id(c) for c in configs]
-    outcome = Outcome(planned=ids)
-    stored = set() if rerun else store.run_ids()
-    todo, seen = [], set()
-    for config, rid in zip(configs, ids, strict=True):
-        if rid in stored or rid in seen:
-            outcome.skipped += rid in stored
-            continue
-        seen.add(rid)
-        todo.append((config, rid))
+    outcome, todo = pending(configs, store, rerun)
     if not todo:
         outcome.seconds = time.perf_counter() - start
         return outcome

@@ -234,6 +234,7 @@ class Learner:
         n = x.shape[0]
         order, position = None, n
         bar = _progress_bar(steps, desc, self.progress)
+        self.model.train()
         for step in range(steps):
             if position >= n:
                 order, position = torch.randperm(n, generator=self.generator), 0
@@ -253,7 +254,8 @@ class Learner:
         strategy = self.strategy
         if strategy.uses("extend_batch"):
             batch = strategy.extend_batch(batch)
-        self.model.train()
+        if not self.model.training:  # a hook may have evaluated the model (cheap check)
+            self.model.train()
         logits = self.forward(batch.x, batch.task_ids)
         loss = F.cross_entropy(apply_mask(logits, self.output_mask.for_training(batch.task_ids)),
                                batch.y)

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from forgetless.compare import Outcome, describe, execute, planned_run_id, settings_for
+from forgetless.compare import pending as pending_runs
 from forgetless.config import RunConfig
 from forgetless.errors import ConfigurationError, DataError, ForgetlessError
 from forgetless.results.run_result import RunResult
@@ -391,16 +392,7 @@ def execute_ray(configs: list[RunConfig], store: RunStore, address: str | None =
     forgetless installed), or a local one of ``jobs`` CPUs on the loopback address. A task whose
     worker dies is retried up to ``retries`` times by Ray."""
     start = time.perf_counter()
-    ids = [planned_run_id(c) for c in configs]
-    outcome = Outcome(planned=ids)
-    stored = store.run_ids()
-    todo, seen = [], set()
-    for config, rid in zip(configs, ids, strict=True):
-        if rid in stored or rid in seen:
-            outcome.skipped += rid in stored
-            continue
-        seen.add(rid)
-        todo.append((config, rid))
+    outcome, todo = pending_runs(configs, store)
     if not todo:
         outcome.seconds = time.perf_counter() - start
         return outcome

@@ -25,7 +25,7 @@ def default_jobs() -> int:
               help="A hyper-parameter (repeatable): --set ewc.lam=100 for one strategy, "
                    "--set lam=100 for every strategy that takes lam.")
 @click.option("--quick/--full", default=True,
-              help="Budget: --quick (default) is 2 epochs per task and 2 seeds, about 5 "
+              help="Budget: --quick (default) is 3 epochs per task and 3 seeds, a few "
                    "minutes for the whole registry on 2 CPU cores; --full is 5 epochs per "
                    "task and 5 seeds. --epochs, --iterations and --seeds override either.")
 @click.option("--seeds", "seed_count", type=int,
@@ -53,7 +53,7 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
     train time, memory, what each stores and needs, grouped by family.
 
     With no arguments: every registered strategy, in each scenario it serves (task, domain,
-    class; --scenario takes a comma list), on the embedded split MNIST, 2 seeds, runs on 2
+    class; --scenario takes a comma list), on the embedded split MNIST, 3 seeds, runs on 2
     worker processes. Runs go into the results store (--store, default ./forgetless-runs.db);
     runs already there are reused, so an interrupted comparison continues where it stopped.
     The table is printed, and the report written to ./forgetless-report.html."""
@@ -121,4 +121,4 @@ for _param in compare.params:
     elif _param.name == "seed":
         _param.help = "The first seed (default 0); --seeds counts from it."
     elif _param.name == "epochs":
-        _param.help = "Epochs per task (default 2 with --quick, 5 with --full)."
+        _param.help = "Epochs per task (default 3 with --quick, 5 with --full)."

@@ -122,10 +122,10 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     first = math.floor(low / step) * step
-    ticks, value = [], first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
+    ticks, value = [round(first, 10)], first
+    while value < high - step * 1e-9:  # the last tick reaches or passes ``high``
         value += step
+        ticks.append(round(value, 10))
     return ticks
 
 

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 
 from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
-from forgetless.strategies.base import Footprint, Strategy
-from forgetless.strategies.replay.buffer import ReplayBuffer
+from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer
 from forgetless.strategies.replay.er import check_batch_size
 
 
@@ -38,11 +37,8 @@ def project(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 @register("agem")
-class AGEM(Strategy):
+class AGEM(MemoryStrategy):
     """Project the gradient when it conflicts with the memory's (Chaudhry et al. 2019)."""
-
-    family = "replay"
-    stores_raw_data = True
 
     def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
                  memory_batch_size: int | None = 256, project_update: bool = True):
@@ -96,12 +92,9 @@ class AGEM(Strategy):
                         task.task_ids.to(self.learner.device), generator=self.learner.generator)
 
     def state_dict(self) -> dict:
-        return {"buffer": self.buffer.state_dict(), "projections": self.projections}
+        return {**super().state_dict(), "projections": self.projections}
 
     def load_state_dict(self, state: dict) -> None:
-        self.buffer.load_state_dict(state["buffer"])
+        super().load_state_dict(state)
         self.projections = int(state["projections"])
-
-    def footprint(self) -> Footprint:
-        return Footprint(self.buffer.nbytes, stores_raw_data=True)
 

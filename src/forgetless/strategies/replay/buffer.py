@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from forgetless.errors import ConfigurationError
-from forgetless.strategies.base import Batch, tensor_bytes
+from forgetless.strategies.base import Batch, Footprint, Strategy, tensor_bytes
 
 POLICIES = ("reservoir", "class_balanced")
 
@@ -241,3 +241,21 @@ class ReplayBuffer:
         self.class_seen = {int(c): int(n) for c, n in state["class_seen"].items()}
         self.by_count = {int(n): _IndexedSet(s) for n, s in state["by_count"].items()}
         self.max_count = int(state["max_count"])
+
+
+class MemoryStrategy(Strategy):
+    """Base of the strategies that keep a ``ReplayBuffer`` in ``self.buffer``: the buffer is
+    their state (saved and restored with it) and their footprint (raw samples)."""
+
+    family = "replay"
+    stores_raw_data = True
+    buffer: ReplayBuffer
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+
+    def footprint(self) -> Footprint:
+        return Footprint(self.buffer.nbytes, stores_raw_data=True)

@@ -19,17 +19,13 @@ import torch.nn.functional as F
 from forgetless.errors import ConfigurationError
 from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
-from forgetless.strategies.base import Footprint, Strategy
-from forgetless.strategies.replay.buffer import ReplayBuffer
+from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer
 from forgetless.strategies.replay.er import check_batch_size
 
 
 @register("derpp")
-class DERPlusPlus(Strategy):
+class DERPlusPlus(MemoryStrategy):
     """Replay with stored logits (MSE) and stored labels (Buzzega et al. 2020)."""
-
-    family = "replay"
-    stores_raw_data = True
 
     def __init__(self, buffer_size: int = 500, alpha: float = 0.3, beta: float = 1.0,
                  policy: str = "reservoir", replay_batch_size: int | None = None):
@@ -69,12 +65,3 @@ class DERPlusPlus(Strategy):
         self.buffer.add(batch.x[:fresh], batch.y[:fresh], batch.task_ids[:fresh],
                         logits=logits[:fresh], generator=generator)
         return term
-
-    def state_dict(self) -> dict:
-        return {"buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.buffer.load_state_dict(state["buffer"])
-
-    def footprint(self) -> Footprint:
-        return Footprint(self.buffer.nbytes, stores_raw_data=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
-from forgetless.strategies.base import Batch, Footprint, Strategy
-from forgetless.strategies.replay.buffer import ReplayBuffer
+from forgetless.strategies.base import Batch
+from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer
 
 
 def check_batch_size(value, name: str) -> None:
@@ -25,11 +25,8 @@ def check_batch_size(value, name: str) -> None:
 
 
 @register("er")
-class ExperienceReplay(Strategy):
+class ExperienceReplay(MemoryStrategy):
     """Current batch + replayed batch, one loss (Chaudhry et al. 2019)."""
-
-    family = "replay"
-    stores_raw_data = True
 
     def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
                  replay_batch_size: int | None = None):
@@ -49,12 +46,3 @@ class ExperienceReplay(Strategy):
                                           generator)
         self.buffer.add(batch.x, batch.y, batch.task_ids, generator=generator)
         return batch if replayed is None else batch.concat(replayed)
-
-    def state_dict(self) -> dict:
-        return {"buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.buffer.load_state_dict(state["buffer"])
-
-    def footprint(self) -> Footprint:
-        return Footprint(self.buffer.nbytes, stores_raw_data=True)
