@@ -251,6 +251,22 @@ def pending(configs: list[RunConfig], store: RunStore,
     return outcome, todo
 
 
+def record_outcome(store: RunStore, outcome: Outcome, config: RunConfig, rid: str, status: str,
+                   payload) -> str:
+    """Store a worker's finished run (or count its failure); returns a short note for the
+    progress display."""
+    if status != "ok":
+        outcome.failures.append((config, payload))
+        return f"FAILED: {payload}"
+    result = RunResult.from_dict(payload)
+    if result.run_id != rid:  # the plan and the runner must agree, or resuming breaks
+        raise RuntimeError(f"run id mismatch for {describe(config)}: planned {rid}, "
+                           f"got {result.run_id}")
+    store.put(result)
+    outcome.trained += 1
+    return f"ACC {100 * result.metrics['acc']:.1f}%"
+
+
 def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: int = 1,
             rerun: bool = False, progress: bool | None = None,
             echo: Callable[[str], None] | None = None) -> Outcome:
@@ -276,17 +292,7 @@ def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: i
         bar = tqdm(total=len(todo), desc="compare", unit="run", dynamic_ncols=True)
 
     def finished(config: RunConfig, rid: str, status: str, payload) -> None:
-        if status == "ok":
-            result = RunResult.from_dict(payload)
-            if result.run_id != rid:  # the plan and the runner must agree, or resuming breaks
-                raise RuntimeError(f"run id mismatch for {describe(config)}: planned {rid}, "
-                                   f"got {result.run_id}")
-            store.put(result)
-            outcome.trained += 1
-            note = f"ACC {100 * result.metrics['acc']:.1f}%"
-        else:
-            outcome.failures.append((config, payload))
-            note = f"FAILED: {payload}"
+        note = record_outcome(store, outcome, config, rid, status, payload)
         done = outcome.trained + len(outcome.failures)
         if bar is not None:
             bar.set_postfix_str(f"{describe(config)}: {note}"[:60], refresh=False)

@@ -49,7 +49,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forgetless.compare import Outcome, describe, execute, planned_run_id, settings_for
+from forgetless.compare import (
+    Outcome,
+    describe,
+    execute,
+    planned_run_id,
+    record_outcome,
+    settings_for,
+)
 from forgetless.compare import pending as pending_runs
 from forgetless.config import RunConfig
 from forgetless.errors import ConfigurationError, DataError, ForgetlessError
@@ -443,17 +450,7 @@ def _worker_env() -> dict:
 
 
 def _record(store, outcome, config, rid, status, payload, total, echo) -> None:
-    if status == "ok":
-        result = RunResult.from_dict(payload)
-        if result.run_id != rid:
-            raise RuntimeError(f"run id mismatch for {describe(config)}: planned {rid}, got "
-                               f"{result.run_id}")
-        store.put(result)
-        outcome.trained += 1
-        note = f"ACC {100 * result.metrics['acc']:.1f}%"
-    else:
-        outcome.failures.append((config, payload))
-        note = f"FAILED: {payload}"
+    note = record_outcome(store, outcome, config, rid, status, payload)
     if echo is not None:
         echo(f"[{outcome.trained + len(outcome.failures)}/{total}] {describe(config)}: {note}")
 
