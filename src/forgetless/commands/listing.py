@@ -16,9 +16,11 @@ def list_() -> None:
 
     def first_line(obj) -> str:
         """The docstring's first sentence, on one line."""
+        import re
+
         text = " ".join((obj.__doc__ or "").split())
-        end = text.find(". ")
-        return text if end < 0 else text[:end + 1]
+        end = re.search(r"(?<! al)(?<!e\.g)(?<!i\.e)\.\s", text)  # not "et al. 2019"
+        return text if end is None else text[:end.start() + 1]
 
     click.echo("benchmarks:")
     for name, builder in BENCHMARKS.items():
