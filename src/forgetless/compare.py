@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from forgetless.config import RunConfig, run_id
+from forgetless.config import RunConfig
 from forgetless.errors import ConfigurationError, ForgetlessError
 from forgetless.results.run_result import RunResult
 from forgetless.results.store import RunStore
@@ -142,14 +142,9 @@ def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
 def planned_run_id(config: RunConfig) -> str:
     """The run id ``forgetless.runner.run(config)`` will give, without building data or model
     (the strategy is built, which is cheap, to resolve its hyper-parameters)."""
-    from forgetless.data.stream import Scenario
-    from forgetless.runner import resolve
-    from forgetless.strategies import build_strategy
+    from forgetless.runner import configured_strategy
 
-    scenario = Scenario.parse(config.scenario).value
-    strategy = build_strategy(config.strategy, config.strategy_params,
-                              benchmark=config.benchmark, scenario=scenario)
-    return run_id(resolve(config.updated(scenario=scenario), strategy))
+    return configured_strategy(config)[2]
 
 
 # ---------------------------------------------------------------------- the workers

@@ -13,7 +13,7 @@ import torch
 
 from forgetless.config import RunConfig, run_id
 from forgetless.data.benchmarks import build_stream
-from forgetless.data.stream import Stream
+from forgetless.data.stream import Scenario, Stream
 from forgetless.errors import ConfigurationError
 from forgetless.learner import Learner, check_scenario
 from forgetless.metrics import summarize
@@ -45,6 +45,16 @@ def resolve(config: RunConfig, strategy) -> dict:
     return resolved
 
 
+def configured_strategy(config: RunConfig):
+    """The strategy a config asks for (tuned defaults < settings), the resolved config and its
+    run id. One place, so a planned run id (``compare``) always equals the trained run's."""
+    config = config.updated(scenario=Scenario.parse(config.scenario).value)  # aliases -> name
+    strategy = build_strategy(config.strategy, config.strategy_params,
+                              benchmark=config.benchmark, scenario=config.scenario)
+    resolved = resolve(config, strategy)
+    return strategy, resolved, run_id(resolved)
+
+
 def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
     """Build everything and check it fits together, before any training or writing."""
     source_options = {"data_dir": config.data_dir} if config.data_dir else {}
@@ -56,8 +66,7 @@ def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
         from forgetless.sweep import tuning_stream
 
         stream = tuning_stream(stream, tuning, config.seed)
-    strategy = build_strategy(config.strategy, config.strategy_params,
-                              benchmark=config.benchmark, scenario=stream.scenario.value)
+    strategy, resolved, identifier = configured_strategy(config)
     check_scenario(strategy, stream.scenario)
     torch.manual_seed(config.seed)
     model = build_model(config.model, stream.input_shape, stream.num_outputs,
@@ -67,8 +76,7 @@ def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
                       momentum=config.momentum, reset_optimizer=config.reset_optimizer,
                       seed=config.seed, device=config.device, progress=progress)
     learner.bind(stream)
-    resolved = resolve(config, strategy)
-    return Experiment(config, resolved, run_id(resolved), stream, learner)
+    return Experiment(config, resolved, identifier, stream, learner)
 
 
 def parameter_count(model: torch.nn.Module) -> int:

@@ -15,6 +15,7 @@ Order of calls for one task (``Composite`` keeps it for every part, left to righ
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from dataclasses import dataclass, field
@@ -84,6 +85,15 @@ def tensor_bytes(*objects) -> int:
         elif isinstance(obj, (list, tuple)):
             total += tensor_bytes(*obj)
     return total
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` in eval mode with gradients off: the teacher of distillation (LwF,
+    generative replay's labeller)."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 class Strategy:

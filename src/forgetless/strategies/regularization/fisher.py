@@ -44,6 +44,7 @@ from torch.func import functional_call, grad, vmap
 
 from forgetless.errors import ConfigurationError, DataError
 from forgetless.models.heads import apply_mask
+from forgetless.strategies.regularization.quadratic import trainable
 
 ESTIMATORS = ("exact", "sampled", "empirical", "batched")
 METHODS = ("auto", "vmap", "factored")
@@ -75,7 +76,7 @@ def fisher_diagonal(model: nn.Module, data, estimator: str = "exact",
             f"unknown Fisher estimator '{estimator}'; choose one of {', '.join(ESTIMATORS)}.")
     x, y, mask = _select(model, data, num_samples, output_mask, generator,
                          needs_labels=estimator in ("empirical", "batched"))
-    params = _trainable(model)
+    params = trainable(model)
     with _untouched(model):
         if estimator == "batched":
             return _batched_fisher(model, params, x, y, mask, batch_size)
@@ -101,7 +102,7 @@ def mas_importance(model: nn.Module, data, num_samples: int | None = None,
     """MAS importance: mean over samples of ``|d ||f(x)||^2 / d w|`` per trainable parameter,
     with ``f(x)`` the allowed output units (masked ones count as zero). Needs no labels."""
     x, _, mask = _select(model, data, num_samples, output_mask, generator, needs_labels=False)
-    params = _trainable(model)
+    params = trainable(model)
     with _untouched(model):
         weights = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
         total = _per_sample_sum(model, params, x, _squared_norm, {"mask": mask}, weights,
@@ -276,8 +277,6 @@ def _select(model, data, num_samples, output_mask, generator, needs_labels):
     return x, y, mask
 
 
-def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
 def _add(total: dict, part: dict) -> None:

@@ -11,8 +11,6 @@ task (task-incremental, Li & Hoiem's multi-head setting); the units of all class
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 
@@ -20,7 +18,13 @@ from forgetless.data.stream import Scenario
 from forgetless.errors import ConfigurationError
 from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
-from forgetless.strategies.base import ALL_SCENARIOS, Footprint, Strategy, tensor_bytes
+from forgetless.strategies.base import (
+    ALL_SCENARIOS,
+    Footprint,
+    Strategy,
+    frozen_copy,
+    tensor_bytes,
+)
 from forgetless.strategies.regularization.quadratic import check_strength
 
 
@@ -44,7 +48,7 @@ class LwF(Strategy):
         self.groups: torch.Tensor | None = None  # (K, outputs): the units of each softmax
 
     def after_task(self, task) -> None:
-        self.teacher = self._frozen_copy()
+        self.teacher = frozen_copy(self.learner.model)
         mask = self.learner.output_mask
         if mask.scenario is Scenario.TASK:
             self.groups = mask.task_units[self.learner.tasks_learned + [task.task_id]].clone()
@@ -65,12 +69,6 @@ class LwF(Strategy):
         kl = torch.where(groups, old_log.exp() * (old_log - new_log), 0.0)
         return self.alpha * t * t * kl.sum((1, 2)).mean()
 
-    def _frozen_copy(self) -> torch.nn.Module:
-        teacher = copy.deepcopy(self.learner.model).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        return teacher
-
     def state_dict(self) -> dict:
         if self.teacher is None:
             return {"teacher": None, "groups": None}
@@ -81,7 +79,7 @@ class LwF(Strategy):
         if state["teacher"] is None:
             self.teacher = self.groups = None
             return
-        self.teacher = self._frozen_copy()
+        self.teacher = frozen_copy(self.learner.model)
         self.teacher.load_state_dict(state["teacher"])
         self.groups = state["groups"].clone()
 

@@ -1,24 +1,13 @@
-"""Pieces the replay strategies share: frozen model copies, the masks a teacher saw, and
+"""Pieces the replay strategies share: the masks a teacher saw, and
 distillation on soft targets."""
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from forgetless.data.stream import Scenario
 from forgetless.models.heads import apply_mask
-
-
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with gradients off (a teacher)."""
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
 
 
 def teacher_mask(learner, seen_before: torch.Tensor | None,

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from forgetless.errors import ConfigurationError, DataError
 from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
-from forgetless.strategies.base import Batch, Footprint, Strategy, tensor_bytes
-from forgetless.strategies.replay.common import frozen_copy, soft_target_loss, teacher_mask
+from forgetless.strategies.base import Batch, Footprint, Strategy, frozen_copy, tensor_bytes
+from forgetless.strategies.replay.common import soft_target_loss, teacher_mask
 from forgetless.strategies.replay.er import check_batch_size
 from forgetless.strategies.replay.generators import GENERATORS, build_generator
 

@@ -21,9 +21,8 @@ import torch.nn.functional as F
 
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
-from forgetless.strategies.base import Footprint, Strategy, tensor_bytes
+from forgetless.strategies.base import Footprint, Strategy, frozen_copy, tensor_bytes
 from forgetless.strategies.replay.buffer import ReplayBuffer
-from forgetless.strategies.replay.common import frozen_copy
 from forgetless.strategies.replay.er import check_batch_size
 
 
