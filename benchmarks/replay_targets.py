@@ -5,12 +5,14 @@ Adam lr 1e-3, batch 128, optimiser reset per task, seed 0, 20 epochs per task,
 buffer_size=500 where a buffer is used. Prints a markdown table with ACC, time and the costs as
 ratios to naive in the same process.
 
-    PYTHONPATH=src python benchmarks/replay_targets.py [strategy ...]
+    PYTHONPATH=src python benchmarks/replay_targets.py [--seed N] [strategy ...]
+
+Naive always runs first (the ratios' base); name strategies to run only those beside it.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import torch
 
@@ -24,18 +26,20 @@ RUNS = [  # (label, strategy, settings, target)
     ("derpp", "derpp", {"buffer_size": 500}, 0.88),
     ("icarl", "icarl", {"buffer_size": 500}, 0.88),
     ("agem", "agem", {"buffer_size": 500}, 0.76),
+    ("agem memory_strength=0 (the paper's projection)", "agem",
+     {"buffer_size": 500, "memory_strength": 0.0}, 0.76),
     ("generative-replay vae", "generative-replay", {"generator": "vae"}, 0.75),
     ("generative-replay gan", "generative-replay", {"generator": "gan"}, 0.50),
 ]
 
 
-def main(only: list[str]) -> None:
+def main(only: list[str], seed: int) -> None:
     rows, base = [], None
     for label, strategy, settings, target in RUNS:
         if only and label.split()[0] not in only and label not in only and label != "naive":
             continue
         config = RunConfig(benchmark="split", scenario="class", tasks=5, strategy=strategy,
-                           strategy_params=settings, epochs=20, seed=0)
+                           strategy_params=settings, epochs=20, seed=seed)
         result = run(config, progress=False)
         costs = result.costs
         if base is None:
@@ -57,4 +61,8 @@ def main(only: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("strategies", nargs="*", help="labels to run (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    main(args.strategies, args.seed)

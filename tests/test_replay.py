@@ -13,11 +13,13 @@ from forgetless.data.stream import Stream
 from forgetless.errors import ConfigurationError, DataError, ScenarioError
 from forgetless.learner import Learner
 from forgetless.models import build_model
+from forgetless.models.heads import apply_mask
 from forgetless.runner import run
 from forgetless.strategies import STRATEGIES, Strategy, build_strategy
 from forgetless.strategies.base import Batch, tensor_bytes
 from forgetless.strategies.replay.agem import project
 from forgetless.strategies.replay.buffer import ReplayBuffer
+from forgetless.strategies.replay.generators import build_generator
 
 torch.set_num_threads(1)
 
@@ -125,35 +127,67 @@ def test_agem_projection_removes_the_conflict_and_only_then():
         assert torch.allclose(p, torch.stack(slow))
 
 
-def test_agem_step_gradient_does_not_conflict_with_the_memory(digits_streams):
+@pytest.mark.parametrize("strength", [0.5, 2.0])
+def test_agem_memory_strength_adds_a_step_down_the_memory_loss(strength):
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(200):
+        g, r = torch.randn(2, 50, generator=generator, dtype=torch.float64)
+        p = project(g, r, strength)
+        if g @ r >= 0:
+            assert p is g  # no conflict: untouched, as in A-GEM
+            continue
+        # the paper's projection plus strength * r: the dot product with r is strength |r|^2
+        assert torch.allclose(p, project(g, r) + strength * r)
+        assert float(p @ r) == pytest.approx(strength * float(r @ r))
+
+
+@pytest.mark.parametrize("strength", [-0.1, "0.5", True])
+def test_agem_bad_memory_strength_says_how_to_fix_it(strength):
+    with pytest.raises(ConfigurationError, match="memory_strength must be a number >= 0"):
+        build_strategy("agem", {"memory_strength": strength})
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.5])
+def test_agem_step_gradient_does_not_conflict_with_the_memory(digits_streams, strength):
+    """The gradient A-GEM leaves for the optimiser, against the whole memory's gradient g_ref:
+    no conflict, and on a conflict g~ . g_ref = strength |g_ref|^2 exactly."""
     stream = digits_streams["class"]
-    agem = build_strategy("agem", {"memory_batch_size": None, "project_update": False})
-    checked = []
+    agem = build_strategy("agem", {"memory_batch_size": None, "project_update": False,
+                                   "memory_strength": strength})
+    raw, checked = {}, []
+
+    def flat_gradient(learner):
+        return torch.cat([p.grad.reshape(-1) for p in learner.trainable_parameters()])
+
+    class Before(Strategy):
+        def before_step(self):
+            raw["g"] = flat_gradient(self.learner).clone()
 
     class Check(Strategy):
-        """Runs after A-GEM's before_step: the gradient left must not conflict."""
-
         def before_step(self):
             learner = self.learner
             if not len(agem.buffer):
                 return
             memory = agem.buffer.tensors()
-            params = learner.trainable_parameters()
             logits = learner.forward(memory["x"], memory["task_ids"])
-            from forgetless.models.heads import apply_mask
-
             loss = torch.nn.functional.cross_entropy(apply_mask(
                 logits, learner.output_mask.for_training(memory["task_ids"])), memory["y"])
-            reference = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
-            gradient = torch.cat([p.grad.reshape(-1) for p in params])
-            checked.append(float(gradient @ reference) / float(reference.norm() ** 2))
+            reference = torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+                loss, learner.trainable_parameters())])
+            scale = float(raw["g"].norm() * reference.norm())
+            after = float(flat_gradient(learner) @ reference) / scale
+            if float(raw["g"] @ reference) < 0:  # a conflict: moved to strength |g_ref|^2
+                after -= strength * float(reference @ reference) / scale
+                checked.append(abs(after))
+            else:  # no conflict: untouched
+                checked.append(float((flat_gradient(learner) - raw["g"]).abs().max()))
 
     torch.manual_seed(0)
     model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
-    learner = Learner(model, agem + Check(), iterations=30, batch_size=32)
+    learner = Learner(model, Before() + agem + Check(), iterations=30, batch_size=32)
     learner.fit(Stream(stream.tasks[:3], "class", stream.num_outputs))
     assert len(checked) == 60 and agem.projections > 5
-    assert min(checked) > -1e-4
+    assert max(checked) < 1e-4
 
 
 # ---------------------------------------------------------------------------- generators
@@ -176,6 +210,43 @@ def test_generator_samples_are_classified_into_their_tasks_classes(digits_stream
         in_task = torch.isin(predicted, torch.tensor(stream.tasks[task].classes))
         assert in_task.float().mean() > 0.7  # chance: 2 of 6 seen classes
         assert (predicted == batch.y[keep]).float().mean() > 0.6  # chance 1/6
+
+
+@pytest.mark.parametrize("kind", ["vae", "gan"])
+def test_a_grown_generator_generates_what_it_did_and_trains_the_new_slots(kind):
+    generator = build_generator(kind, (1, 8, 8), 5, hidden=(16,), latent=4)
+    generator.reset_optimizer()
+    condition = torch.eye(5)[[0, 3, 4, 1]]
+    before = generator.generate(condition, torch.Generator().manual_seed(0))
+    generator.grow_condition(2)
+    grown = torch.cat([condition, torch.zeros(4, 2)], 1)
+    assert torch.equal(generator.generate(grown, torch.Generator().manual_seed(0)), before)
+    new_slot = torch.eye(7)[[6, 6]]  # a new task's one-hot: its columns must learn
+    layer = generator.conditioned_layers()[0]
+    start = layer.weight[:, -2:].clone()  # the condition comes last in the layer's input
+    generator.train_step(torch.rand(2, 1, 8, 8), new_slot, torch.Generator().manual_seed(1))
+    assert torch.equal(layer.weight[:, -2], start[:, 0])  # slot 5 was not active
+    assert not torch.equal(layer.weight[:, -1], start[:, 1])
+
+
+def test_generative_replay_learns_a_task_beyond_its_first_stream(digits_streams, tmp_path):
+    """Continuing later (docs/continuing-later.md): the generator was built for two tasks and a
+    third arrives in a new session; it makes room for it and keeps replaying the old ones."""
+    full = digits_streams["class"]
+    first = Stream(full.tasks[:2], "class", full.num_outputs)
+    results = {}
+    for name in ("generative-replay", "naive"):
+        learner = make_learner(name, first, {"generator_hidden": [64], "latent": 16}
+                               if name != "naive" else {}, iterations=150)
+        learner.fit(first)
+        loaded = Learner.load(learner.save(tmp_path / f"{name}.ckpt"))
+        loaded.learn(full[2])
+        results[name] = loaded.evaluate(full.tasks[:3])
+        again = Learner.load(loaded.save(tmp_path / f"{name}-grown.ckpt"))  # the grown shapes
+        assert again.evaluate(full.tasks[:3]) == results[name]
+    assert results["generative-replay"][2] > 0.6  # the new task is learned (chance: 1/6)
+    old = {k: sum(v[:2]) / 2 for k, v in results.items()}
+    assert old["generative-replay"] > old["naive"] + 0.3, results
 
 
 def test_generative_replay_checks_its_settings_and_inputs(digits_streams):

@@ -138,10 +138,10 @@ class GenerativeReplay(Strategy):
     def before_task(self, task) -> None:
         if self.generator is None:
             self._build(task)
-        if task.task_id >= self.sizes[1]:
-            raise ConfigurationError(
-                f"the generator was built for {self.sizes[1]} tasks and task {task.task_id} "
-                "arrived; bind the learner to a stream that lists every task first.")
+        units, tasks = self.sizes
+        if task.task_id >= tasks:  # a task beyond the stream the generator was built for
+            self.generator.grow_condition(task.task_id + 1 - tasks)
+            self.sizes = (units, task.task_id + 1)
         self.steps_in_task = 0
         if self.learner.tasks_learned:
             self.labeller = frozen_copy(self.learner.model)

@@ -4,7 +4,8 @@ Both imitate the inputs of the tasks seen so far and are conditioned on a one-ho
 sample's output unit concatenated with a one-hot of its task (units alone do not name the task
 in domain-incremental streams). Each trains with its own optimiser through ``train_step`` and
 draws samples with ``generate``; every random draw comes from the ``generator`` (RNG) passed in,
-so a seeded run is repeatable.
+so a seeded run is repeatable. ``grow_condition`` makes room for tasks that arrive after the
+generator was built (a model continued later) without changing what it generates.
 
 - ``ConditionalVAE`` (Kingma & Welling 2014; Sohn et al. 2015): MLP encoder and decoder with
   the classifier's layer sizes and a 100-dimensional latent code, as in van de Ven & Tolias
@@ -38,7 +39,32 @@ def _mlp(widths: list[int], activation) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class ConditionalVAE(nn.Module):
+def widen_input(layer: nn.Linear, extra: int) -> None:
+    """Give ``layer`` ``extra`` more inputs, appended last, with zero weights: until they are
+    trained, the new inputs change nothing."""
+    zeros = layer.weight.new_zeros(layer.out_features, extra)
+    layer.weight = nn.Parameter(torch.cat([layer.weight.detach(), zeros], 1))
+    layer.in_features += extra
+
+
+class Conditioned(nn.Module):
+    """A network whose first layers read ``[input, condition]``, the condition last."""
+
+    def conditioned_layers(self) -> list[nn.Linear]:
+        raise NotImplementedError
+
+    def grow_condition(self, extra: int) -> None:
+        """Append ``extra`` condition entries (one-hot slots of new tasks); the optimiser state
+        no longer fits the parameters, so it is rebuilt."""
+        for layer in self.conditioned_layers():
+            widen_input(layer, extra)
+        self.reset_optimizer()
+
+    def reset_optimizer(self) -> None:
+        raise NotImplementedError
+
+
+class ConditionalVAE(Conditioned):
     """x | condition -> (mu, log variance) of z; z, condition -> Bernoulli means of x."""
 
     def __init__(self, input_shape, condition_size: int, hidden=(400, 400), latent: int = 100,
@@ -49,6 +75,9 @@ class ConditionalVAE(nn.Module):
         self.encoder = _mlp([size + condition_size, *hidden, 2 * latent], nn.ReLU)
         self.decoder = _mlp([latent + condition_size, *hidden[::-1], size], nn.ReLU)
         self.optimizer: torch.optim.Optimizer | None = None
+
+    def conditioned_layers(self) -> list[nn.Linear]:
+        return [self.encoder[0], self.decoder[0]]
 
     def reset_optimizer(self) -> None:
         self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
@@ -81,7 +110,7 @@ class ConditionalVAE(nn.Module):
         return torch.sigmoid(self.decode(z, condition))
 
 
-class ConditionalGAN(nn.Module):
+class ConditionalGAN(Conditioned):
     """z, condition -> x (generator); x, condition -> real/fake logit (discriminator)."""
 
     def __init__(self, input_shape, condition_size: int, hidden=(400, 400), latent: int = 100,
@@ -95,6 +124,9 @@ class ConditionalGAN(nn.Module):
         self.discriminator = _mlp([size + condition_size, *hidden, 1],
                                   lambda: nn.LeakyReLU(0.2))
         self.optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer] | None = None
+
+    def conditioned_layers(self) -> list[nn.Linear]:
+        return [self.generator[0], self.discriminator[0]]
 
     def reset_optimizer(self) -> None:
         self.optimizers = (
