@@ -63,7 +63,8 @@ def check_strength(value) -> float:
 
 @register("agem")
 class AGEM(MemoryStrategy):
-    """Project the gradient when it conflicts with the memory's (Chaudhry et al. 2019)."""
+    """Project the gradient when it conflicts with the memory's (Chaudhry et al. 2019), with
+    GEM's memory strength (Lopez-Paz & Ranzato 2017)."""
 
     def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
                  memory_batch_size: int | None = 256, project_update: bool = True,
