@@ -16,38 +16,23 @@ import torch
 from forgetless.data.stream import Stream
 from forgetless.errors import ConfigurationError, DataError
 from forgetless.learner import Learner
-from forgetless.models import build_model
-from forgetless.strategies import STRATEGIES, build_strategy
+from forgetless.strategies import STRATEGIES
+from strategy_helpers import assert_same_model, first_served_scenario, learner_for, small_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 NEEDS_OLD_DATA = {"cumulative", "joint"}  # they train on past tasks' data themselves
 
 
-def serves(cls, scenario):
-    return scenario in cls.scenarios and (scenario == "task" or not cls.needs_task_id)
-
-
-def fresh(name, stream, seed=0):
-    torch.manual_seed(seed)
-    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
-    learner = Learner(model, build_strategy(name), iterations=4, batch_size=16, seed=seed)
-    learner.bind(stream)
-    return learner
-
-
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_saved_and_loaded_learner_continues_identically(digits_streams, tmp_path, name):
     torch.set_num_threads(1)
-    cls = STRATEGIES.get(name)
-    scenario = next(s for s in ("class", "task", "domain") if serves(cls, s))
-    full = digits_streams[scenario]
-    stream = Stream(full.tasks[:3], scenario, full.num_outputs)
+    stream = small_stream(digits_streams, first_served_scenario(name))
 
-    uninterrupted = fresh(name, stream)
+    uninterrupted = learner_for(name, stream)
     for task in stream:
         uninterrupted.learn(task)
 
-    before = fresh(name, stream)
+    before = learner_for(name, stream)
     before.learn(stream[0])
     before.learn(stream[1])
     path = before.save(tmp_path / f"{name}.ckpt")
@@ -56,15 +41,12 @@ def test_saved_and_loaded_learner_continues_identically(digits_streams, tmp_path
     assert loaded.tasks_learned == [0, 1] and loaded.strategy.name == name
     loaded.learn(stream[2])
 
-    assert loaded.evaluate(stream.tasks) == uninterrupted.evaluate(stream.tasks)
-    for (key, a), (_, b) in zip(uninterrupted.model.state_dict().items(),
-                                loaded.model.state_dict().items(), strict=True):
-        assert torch.equal(a, b), f"{name}: {key} differs"
+    assert_same_model(uninterrupted, loaded, stream.tasks, name)
 
 
 def test_a_loaded_learner_knows_its_tasks_but_not_their_data(digits_streams, tmp_path):
     stream = digits_streams["task"]
-    learner = fresh("ewc", Stream(stream.tasks[:2], "task", stream.num_outputs))
+    learner = learner_for("ewc", Stream(stream.tasks[:2], "task", stream.num_outputs))
     for task in stream.tasks[:2]:
         learner.learn(task)
     path = learner.save(tmp_path / "l.ckpt", note="two tasks")
@@ -83,7 +65,7 @@ def test_a_loaded_learner_knows_its_tasks_but_not_their_data(digits_streams, tmp
 
 def test_fit_continues_only_the_stream_it_was_saved_in(digits_streams, tmp_path):
     stream = digits_streams["class"]
-    learner = fresh("naive", stream)
+    learner = learner_for("naive", stream)
     saved = []
     with pytest.raises(RuntimeError):
         def stop(learner):

@@ -7,36 +7,20 @@ strategy file is tested against every scenario it claims without anyone writing 
 - its footprint is honest about raw data.
 """
 
-import io
-
 import pytest
-import torch
 
-from forgetless.data.stream import Stream
 from forgetless.errors import ScenarioError
-from forgetless.learner import Learner
-from forgetless.strategies import STRATEGIES, Footprint, build_strategy
+from forgetless.strategies import STRATEGIES, Footprint
+from strategy_helpers import (
+    assert_same_model,
+    first_served_scenario,
+    learner_for,
+    safe_roundtrip,
+    serves,
+    small_stream,
+)
 
 SCENARIOS = ("task", "domain", "class")
-
-
-def serves(cls, scenario):
-    return scenario in cls.scenarios and (scenario == "task" or not cls.needs_task_id)
-
-
-def small_stream(streams, scenario, tasks=3):
-    full = streams[scenario]
-    return Stream(full.tasks[:tasks], scenario, full.num_outputs)
-
-
-def learner_for(name, stream, seed=0):
-    torch.manual_seed(seed)
-    from forgetless.models import build_model
-
-    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
-    learner = Learner(model, build_strategy(name), iterations=4, batch_size=16, seed=seed)
-    learner.bind(stream)
-    return learner
 
 
 CASES = [(name, scenario) for name in STRATEGIES.names() for scenario in SCENARIOS]
@@ -59,18 +43,9 @@ def test_runs_on_claimed_scenarios_and_refuses_the_rest(digits_streams, name, sc
     assert footprint.stores_raw_data == cls.stores_raw_data
 
 
-def _safe_roundtrip(state):
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_state_restored_mid_stream_continues_identically(digits_streams, name):
-    cls = STRATEGIES.get(name)
-    scenario = next(s for s in ("class", "task", "domain") if serves(cls, s))
-    stream = small_stream(digits_streams, scenario)
+    stream = small_stream(digits_streams, first_served_scenario(name))
 
     uninterrupted = learner_for(name, stream)
     for task in stream:
@@ -79,13 +54,10 @@ def test_state_restored_mid_stream_continues_identically(digits_streams, name):
     first_part = learner_for(name, stream)
     first_part.learn(stream[0])
     first_part.learn(stream[1])
-    state = _safe_roundtrip(first_part.state_dict())
+    state = safe_roundtrip(first_part.state_dict())
 
     resumed = learner_for(name, stream, seed=123)  # different init: everything must come back
     resumed.load_state_dict(state)
     resumed.learn(stream[2])
 
-    assert resumed.evaluate(stream.tasks) == uninterrupted.evaluate(stream.tasks)
-    for (key, a), (_, b) in zip(uninterrupted.model.state_dict().items(),
-                                resumed.model.state_dict().items(), strict=True):
-        assert torch.equal(a, b), f"{name}: {key} differs after resuming"
+    assert_same_model(uninterrupted, resumed, stream.tasks, name)

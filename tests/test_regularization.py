@@ -192,11 +192,18 @@ def three_tasks(digits_streams, scenario):
     return Stream(full.tasks[:3], scenario, full.num_outputs)
 
 
-def fit(stream, strategy, iterations=30, seed=0, optimizer="adam", lr=1e-3):
+def small_learner(stream, strategy, iterations=30, seed=0, optimizer="adam", lr=1e-3):
+    """A 32-unit MLP learner bound to ``stream`` (batch 32)."""
     torch.manual_seed(seed)
     model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
     learner = Learner(model, strategy, iterations=iterations, batch_size=32, lr=lr,
                       optimizer=optimizer, seed=seed)
+    learner.bind(stream)
+    return learner
+
+
+def fit(stream, strategy, iterations=30, seed=0, optimizer="adam", lr=1e-3):
+    learner = small_learner(stream, strategy, iterations, seed, optimizer, lr)
     return learner, learner.fit(stream)
 
 
@@ -232,10 +239,8 @@ def test_huge_strength_pins_the_weights_that_mattered(digits_streams, name, huge
     moved = {}
     for label, strategy in (("strong", build_strategy(name, {STRENGTH[name]: huge})),
                             ("naive", build_strategy("naive"))):
-        torch.manual_seed(0)
-        model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
-        learner = Learner(model, strategy, iterations=80, batch_size=32, seed=0)
-        learner.bind(stream)
+        learner = small_learner(stream, strategy, iterations=80)
+        model = learner.model
         learner.learn(stream[0])
         anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
         if label == "strong":
@@ -257,10 +262,8 @@ def test_huge_alpha_keeps_lwf_answers_on_old_units(digits_streams):
     changes = {}
     for label, strategy in (("strong", build_strategy("lwf", {"alpha": 1e4})),
                             ("naive", build_strategy("naive"))):
-        torch.manual_seed(0)
-        model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
-        learner = Learner(model, strategy, iterations=100, batch_size=32, seed=0)
-        learner.bind(stream)
+        learner = small_learner(stream, strategy, iterations=100)
+        model = learner.model
         learner.learn(stream[0])
         with torch.no_grad():
             before = F.softmax(model(stream[0].test_x), 1)

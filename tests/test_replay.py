@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 
 import pytest
@@ -20,6 +19,7 @@ from forgetless.strategies.base import Batch, tensor_bytes
 from forgetless.strategies.replay.agem import project
 from forgetless.strategies.replay.buffer import ReplayBuffer
 from forgetless.strategies.replay.generators import build_generator
+from strategy_helpers import safe_roundtrip
 
 torch.set_num_threads(1)
 
@@ -270,13 +270,6 @@ def test_icarl_refuses_other_scenarios(digits_streams):
 
 
 # ---------------------------------------------------------------------------- contracts
-def safe_roundtrip(state):
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 def make_learner(name, stream, settings=None, seed=0, iterations=25):
     torch.manual_seed(seed)
     model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
