@@ -229,6 +229,11 @@ def describe(config: RunConfig) -> str:
     return f"{config.strategy} {config.scenario} seed {config.seed}"
 
 
+def progress_line(outcome: Outcome, config: RunConfig, note: str, total: int) -> str:
+    """``[done/total] strategy scenario seed N: note`` for a finished run."""
+    return f"[{outcome.trained + len(outcome.failures)}/{total}] {describe(config)}: {note}"
+
+
 def pending(configs: list[RunConfig], store: RunStore,
             rerun: bool = False) -> tuple[Outcome, list[tuple[RunConfig, str]]]:
     """The runs still to train, each once, with their run ids; the Outcome counts the planned
@@ -288,14 +293,13 @@ def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: i
 
     def finished(config: RunConfig, rid: str, status: str, payload) -> None:
         note = record_outcome(store, outcome, config, rid, status, payload)
-        done = outcome.trained + len(outcome.failures)
         if bar is not None:
             bar.set_postfix_str(f"{describe(config)}: {note}"[:60], refresh=False)
             bar.update(1)
             if status != "ok":
                 bar.write(f"{describe(config)} failed: {payload}")
         elif echo is not None:
-            echo(f"[{done}/{len(todo)}] {describe(config)}: {note}")
+            echo(progress_line(outcome, config, note, len(todo)))
 
     try:
         if jobs == 1:
@@ -350,6 +354,11 @@ def compare(configs: list[RunConfig], store: RunStore, **options) -> tuple[list[
                                                                           Outcome]:
     """Execute ``configs`` (see ``execute``) and return their stored runs, in plan order."""
     outcome = execute(configs, store, **options)
+    return stored_results(store, outcome), outcome
+
+
+def stored_results(store: RunStore, outcome: Outcome) -> list[RunResult]:
+    """The runs of ``outcome``'s plan that the store holds, in plan order."""
     wanted = list(dict.fromkeys(outcome.planned))
     found = store.get_many(wanted)
-    return [found[i] for i in wanted if i in found], outcome
+    return [found[i] for i in wanted if i in found]

@@ -51,17 +51,18 @@ from pathlib import Path
 
 from forgetless.compare import (
     Outcome,
-    describe,
     execute,
     planned_run_id,
+    progress_line,
     record_outcome,
     settings_for,
+    stored_results,
 )
 from forgetless.compare import pending as pending_runs
 from forgetless.config import RunConfig
 from forgetless.errors import ConfigurationError, DataError, ForgetlessError
 from forgetless.results.run_result import RunResult
-from forgetless.results.store import RunStore
+from forgetless.results.store import RunStore, variant_key
 
 BACKENDS = ("local", "ray")
 METRICS = {"acc": 1, "bwt": 1, "fwt": 1, "forgetting": -1}  # sign: higher is better
@@ -260,13 +261,9 @@ def tuning_stream(stream, options: dict, seed: int):
 
 
 # ---------------------------------------------------------------------- choosing
-def variant_key(config: RunConfig) -> str:
-    """A candidate: the config without its seed."""
-    from forgetless.config import run_id
-
-    values = config.to_dict()
-    values.pop("seed")
-    return run_id(values)
+def candidate_key(config: RunConfig) -> str:
+    """A candidate: the config without its seed (the store's variant key)."""
+    return variant_key(config.to_dict())
 
 
 def choose(configs: list[RunConfig], results: dict[str, RunResult], metric: str
@@ -281,7 +278,7 @@ def choose(configs: list[RunConfig], results: dict[str, RunResult], metric: str
         if result is None:
             continue
         variants = groups.setdefault((config.strategy, config.scenario), {})
-        variants.setdefault(variant_key(config), [config, []])[1].append(
+        variants.setdefault(candidate_key(config), [config, []])[1].append(
             result.metrics[metric])
     chosen = []
     for (strategy, scenario), variants in groups.items():
@@ -351,27 +348,18 @@ def run_sweep(sweep: Sweep, store: RunStore, backend: str = "local", jobs: int =
     if sweep.tune:
         tuning = [tuning_config(c, sweep.tune) for c in configs]
         outcomes.append(execute_on_backend(tuning))
-        found = _stored(store, tuning)
-        picked = choose(tuning, found, sweep.tune["metric"])
-        for entry in picked:
-            original = next(c for c, t in zip(configs, tuning, strict=True)
-                            if t is entry["config"])
-            chosen.append({**entry, "config": original})
-        if sweep.tune["final"]:
-            chosen_variants = {variant_key(e["config"]) for e in chosen}
-            configs = [c for c in configs if variant_key(c) in chosen_variants]
-        else:
-            configs = tuning
-    if not sweep.tune or sweep.tune["final"] or not outcomes:
-        outcomes.append(execute_on_backend(configs))
-    found = _stored(store, configs)
-    results = [found[i] for i in dict.fromkeys(planned_run_id(c) for c in configs) if i in found]
+        results = stored_results(store, outcomes[-1])
+        found = {r.run_id: r for r in results}
+        original = {id(t): c for c, t in zip(configs, tuning, strict=True)}
+        chosen = [{**entry, "config": original[id(entry["config"])]}
+                  for entry in choose(tuning, found, sweep.tune["metric"])]
+        if not sweep.tune["final"]:
+            return SweepOutcome(tuning, results, outcomes, chosen, time.perf_counter() - start)
+        chosen_variants = {candidate_key(e["config"]) for e in chosen}
+        configs = [c for c in configs if candidate_key(c) in chosen_variants]
+    outcomes.append(execute_on_backend(configs))
+    results = stored_results(store, outcomes[-1])
     return SweepOutcome(configs, results, outcomes, chosen, time.perf_counter() - start)
-
-
-def _stored(store: RunStore, configs: list[RunConfig]) -> dict[str, RunResult]:
-    ids = list(dict.fromkeys(planned_run_id(c) for c in configs))
-    return {r.run_id: r for r in store.select(run_id=ids)} if ids else {}
 
 
 # ---------------------------------------------------------------------- Ray
@@ -452,7 +440,7 @@ def _worker_env() -> dict:
 def _record(store, outcome, config, rid, status, payload, total, echo) -> None:
     note = record_outcome(store, outcome, config, rid, status, payload)
     if echo is not None:
-        echo(f"[{outcome.trained + len(outcome.failures)}/{total}] {describe(config)}: {note}")
+        echo(progress_line(outcome, config, note, total))
 
 
 def default_echo(line: str) -> None:

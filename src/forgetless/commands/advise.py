@@ -41,8 +41,8 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
     on the stored protocol (both are stored for next time)."""
     from forgetless.advise import Constraints, missing_runs, parse_bytes, parse_multiple
     from forgetless.advise import advise as rank
-    from forgetless.commands.compare import default_jobs
-    from forgetless.compare import PRESETS, compare, plan
+    from forgetless.commands.compare import default_jobs, report_failures
+    from forgetless.compare import PRESETS, execute, plan
     from forgetless.config import RunConfig
     from forgetless.errors import ConfigurationError
     from forgetless.results.store import RunStore
@@ -70,7 +70,9 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
             click.echo(f"measuring {len(todo)} run(s) of strategies the store lacks: "
                        f"{', '.join(sorted({c.strategy for c in todo}))}...", err=True)
         if todo and not no_run:
-            compare(todo, db, jobs=default_jobs() if jobs is None else jobs,
-                    echo=lambda line: click.echo(line, err=True))
+            outcome = execute(todo, db, jobs=default_jobs() if jobs is None else jobs,
+                              echo=lambda line: click.echo(line, err=True))
+            if outcome.failures:  # advise from the runs that did finish
+                report_failures(outcome)
             runs = db.select(scenario=wanted)
     click.echo(rank(constraints, runs, benchmark=benchmark, source=source).format())

@@ -106,12 +106,18 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
         path = write_report(runs, report_path, source=str(store))
         click.echo(f"report: {Path(path).resolve()}")
     if outcome.failures:
-        click.echo(f"{len(outcome.failures)} run(s) failed (not stored; a repeated compare "
-                   "retries them):", err=True)
-        for failed, message in outcome.failures:
-            click.echo(f"  {failed.strategy} {failed.scenario} seed {failed.seed}: {message}",
-                       err=True)
+        report_failures(outcome)
         raise SystemExit(1)
+
+
+def report_failures(outcome) -> None:
+    """On stderr: how many runs failed, and each one's message."""
+    from forgetless.compare import describe
+
+    click.echo(f"{len(outcome.failures)} run(s) failed (not stored; running the same command "
+               "again retries them):", err=True)
+    for failed, message in outcome.failures:
+        click.echo(f"  {describe(failed)}: {message}", err=True)
 
 
 # Three shared run options mean something wider here.

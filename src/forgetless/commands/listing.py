@@ -8,9 +8,11 @@ import click
 @click.command("list")
 def list_() -> None:
     """List benchmarks, sources, models and strategies with what each strategy needs."""
+    from forgetless.compare import default_strategies
     from forgetless.data.benchmarks import BENCHMARKS
     from forgetless.data.sources import SOURCES
     from forgetless.models import MODELS
+    from forgetless.results.summary import SCENARIO_ORDER, yes_no
     from forgetless.strategies import STRATEGIES
     from forgetless.tables import format_table
 
@@ -28,12 +30,11 @@ def list_() -> None:
     click.echo("sources:    " + ", ".join(SOURCES.names()))
     click.echo("models:     " + ", ".join(MODELS.names()))
     click.echo("\nstrategies:")
-    order = {"baseline": 0, "regularization": 1, "replay": 2, "architecture": 3}
     rows = []
-    for name, cls in sorted(STRATEGIES.items(), key=lambda kv: (order.get(kv[1].family, 9),
-                                                                 kv[0])):
-        scenarios = ",".join(s for s in ("task", "domain", "class") if s in cls.scenarios)
-        rows.append([name, cls.family, scenarios, "yes" if cls.stores_raw_data else "no",
-                     "yes" if cls.needs_task_id else "no", first_line(cls)])
+    for name in default_strategies():
+        cls = STRATEGIES.get(name)
+        scenarios = ",".join(s for s in SCENARIO_ORDER if s in cls.scenarios)
+        rows.append([name, cls.family, scenarios, yes_no(cls.stores_raw_data),
+                     yes_no(cls.needs_task_id), first_line(cls)])
     click.echo(format_table(["strategy", "family", "scenarios", "raw data", "task id",
                              "what it does"], rows, align="llllll"))

@@ -31,6 +31,7 @@ def sweep(sweep_file, backend, address, jobs, threads, retries, checkpoint_dir, 
     id; runs already there are skipped, so a sweep run again trains only what is missing.
     With [tune], hyper-parameters are chosen on the first tasks or a validation split and the
     chosen ones are run on the full stream (see `forgetless.sweep` for the file format)."""
+    from forgetless.commands.compare import report_failures
     from forgetless.compare import planned_run_id
     from forgetless.results.store import RunStore
     from forgetless.results.summary import format_text, group_runs
@@ -72,8 +73,6 @@ def sweep(sweep_file, backend, address, jobs, threads, retries, checkpoint_dir, 
                        f"{entry['candidates']})")
     click.echo(f"{outcome.trained} runs trained, {outcome.skipped} already in {store}, "
                f"{len(outcome.failures)} failed, {outcome.seconds:.1f} s")
-    for config, message in outcome.failures:
-        click.echo(f"failed: {config.strategy} {config.scenario} seed {config.seed}: {message}",
-                   err=True)
     if outcome.failures:
+        report_failures(outcome)
         raise SystemExit(1)
