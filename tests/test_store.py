@@ -126,3 +126,18 @@ def test_two_processes_writing_200_runs_each_lose_nothing(tmp_path):
     with sqlite3.connect(path) as db:
         record = json.loads(db.execute("SELECT record FROM runs LIMIT 1").fetchone()[0])
     assert "accuracy_matrix" in record
+
+
+def test_a_plan_of_thousands_of_runs_reads_back_in_plan_order(tmp_path):
+    """A large sweep's plan: 1,500 planned ids (more than SQLite allows in one expression),
+    three of them stored, come back in plan order."""
+    from forgetless.compare import Outcome, stored_results
+
+    runs = [fake_run("naive", "class", seed) for seed in range(3)]
+    planned = [f"{i:016x}" for i in range(1500)]
+    planned[10], planned[700], planned[1400] = runs[2].run_id, runs[0].run_id, runs[1].run_id
+    with RunStore(tmp_path / "runs.db") as store:
+        for run in runs:
+            store.put(run)
+        found = stored_results(store, Outcome(planned=planned + [runs[0].run_id]))
+    assert [r.run_id for r in found] == [runs[2].run_id, runs[0].run_id, runs[1].run_id]
