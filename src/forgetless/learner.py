@@ -124,7 +124,7 @@ class Learner:
         self._check_model(stream)
         self.scenario = stream.scenario
         if self.output_mask is None:
-            self.output_mask = OutputMask(stream.scenario, stream.num_outputs)
+            self.output_mask = OutputMask(stream.scenario, stream.num_outputs, self.device)
         for task in stream.tasks:
             self._know(task)
 

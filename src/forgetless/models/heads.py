@@ -17,16 +17,21 @@ from forgetless.data.stream import Scenario
 class OutputMask:
     """Builds the boolean masks of allowed output units for a stream's scenario."""
 
-    def __init__(self, scenario: Scenario, num_outputs: int) -> None:
+    def __init__(self, scenario: Scenario, num_outputs: int, device="cpu") -> None:
+        """``device``: the learner's, so that per-sample masks index with the batch's task ids
+        where they live (the state travels on the CPU)."""
         self.scenario = Scenario.parse(scenario)
         self.num_outputs = num_outputs
-        self.task_units = torch.zeros(0, num_outputs, dtype=torch.bool)  # [tasks, outputs]
-        self.seen_units = torch.zeros(num_outputs, dtype=torch.bool)
+        self.device = torch.device(device)
+        self.task_units = torch.zeros(0, num_outputs, dtype=torch.bool,
+                                      device=self.device)  # [tasks, outputs]
+        self.seen_units = torch.zeros(num_outputs, dtype=torch.bool, device=self.device)
 
     def add_task(self, task_id: int, classes) -> None:
         """Record the units a task owns (its ``classes``)."""
         if task_id >= self.task_units.shape[0]:
-            grown = torch.zeros(task_id + 1, self.num_outputs, dtype=torch.bool)
+            grown = torch.zeros(task_id + 1, self.num_outputs, dtype=torch.bool,
+                                device=self.device)
             grown[: self.task_units.shape[0]] = self.task_units
             self.task_units = grown
         self.task_units[task_id, list(classes)] = True
@@ -50,11 +55,12 @@ class OutputMask:
         return None
 
     def state_dict(self) -> dict:
-        return {"task_units": self.task_units.clone(), "seen_units": self.seen_units.clone()}
+        return {"task_units": self.task_units.cpu().clone(),
+                "seen_units": self.seen_units.cpu().clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.task_units = state["task_units"].clone()
-        self.seen_units = state["seen_units"].clone()
+        self.task_units = state["task_units"].to(self.device, copy=True)
+        self.seen_units = state["seen_units"].to(self.device, copy=True)
 
 
 def apply_mask(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -186,9 +186,8 @@ class PackNet(Strategy):
     # ------------------------------------------------------------------ state
     def masks(self) -> dict[str, torch.Tensor]:
         """Per prunable layer: a boolean mask per task started, shape (tasks, *weight)."""
-        tasks = torch.arange(self.tasks_started)
-        return {n: owner[None] == tasks.view(-1, *[1] * owner.ndim)
-                for n, owner in self.owners.items()}
+        return {n: owner[None] == torch.arange(self.tasks_started, device=owner.device).view(
+                    -1, *[1] * owner.ndim) for n, owner in self.owners.items()}
 
     def state_dict(self) -> dict:
         return {"phase": self.phase, "tasks_started": self.tasks_started,

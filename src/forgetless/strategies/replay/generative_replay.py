@@ -118,7 +118,7 @@ class GenerativeReplay(Strategy):
 
     def old_pairs(self, before: int) -> torch.Tensor:
         """(task, unit) of every unit of tasks 0..before-1."""
-        return self.learner.output_mask.task_units[:before].nonzero().to(self.learner.device)
+        return self.learner.output_mask.task_units[:before].nonzero()
 
     def memory(self, tasks: int, labelled: bool) -> GenerativeMemory:
         mask = (lambda t: teacher_mask(self.learner, self.seen_before, t)) if labelled else None
