@@ -257,8 +257,7 @@ class Learner:
         if not self.model.training:  # a hook may have evaluated the model (cheap check)
             self.model.train()
         logits = self.forward(batch.x, batch.task_ids)
-        loss = F.cross_entropy(apply_mask(logits, self.output_mask.for_training(batch.task_ids)),
-                               batch.y)
+        loss = self.loss(logits, batch.y, batch.task_ids)
         if strategy.uses("penalty"):
             term = strategy.penalty(batch, logits)
             if term is not None:
@@ -278,6 +277,10 @@ class Learner:
         if strategy.uses("after_step"):
             strategy.after_step()
         return value
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over the output units the scenario lets these samples train."""
+        return F.cross_entropy(apply_mask(logits, self.output_mask.for_training(task_ids)), y)
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor | None) -> torch.Tensor:
         """Logits for ``x``: the strategy's own forward when it has one, else the model's."""

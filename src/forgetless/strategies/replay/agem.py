@@ -33,13 +33,10 @@ update is only kept from ascending (``project_update``), without the extra step.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from forgetless.errors import ConfigurationError
-from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
-from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer
-from forgetless.strategies.replay.er import check_batch_size
+from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer, check_batch_size
 
 
 def project(gradient: torch.Tensor, reference: torch.Tensor,
@@ -91,8 +88,7 @@ class AGEM(MemoryStrategy):
         params = [p for p in learner.trainable_parameters() if p.grad is not None]
         memory = self.buffer.sample(self.memory_batch_size or len(self.buffer), learner.generator)
         logits = learner.forward(memory.x, memory.task_ids)
-        loss = F.cross_entropy(
-            apply_mask(logits, learner.output_mask.for_training(memory.task_ids)), memory.y)
+        loss = learner.loss(logits, memory.y, memory.task_ids)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         reference = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
                                for p, g in zip(params, grads, strict=True)])
@@ -104,7 +100,7 @@ class AGEM(MemoryStrategy):
         if self.project_update:
             self._reference = reference
             self._params = params
-            self._before = torch.nn.utils.parameters_to_vector(params).detach().clone()
+            self._before = torch.nn.utils.parameters_to_vector(params).detach()  # a new tensor
 
     def after_step(self) -> None:
         if self._reference is None:

@@ -37,6 +37,14 @@ def check_buffer_size(buffer_size) -> int:
     return buffer_size
 
 
+def check_batch_size(value, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ConfigurationError(
+            f"{name} must be a positive whole number of samples (or unset to use the "
+            f"learner's batch size), got {value!r}.")
+
+
 class _IndexedSet:
     """A set of ints with O(1) add, remove and uniform random choice."""
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from forgetless.errors import ConfigurationError
-from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
-from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer
-from forgetless.strategies.replay.er import check_batch_size
+from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer, check_batch_size
 
 
 @register("derpp")
@@ -58,10 +56,8 @@ class DERPlusPlus(MemoryStrategy):
             if self.beta > 0:
                 memory = self.buffer.sample(n, generator)
                 replay_logits = learner.forward(memory.x, memory.task_ids)
-                mask = learner.output_mask.for_training(memory.task_ids)
-                term = term + self.beta * F.cross_entropy(apply_mask(replay_logits, mask),
-                                                          memory.y)
-        fresh = self._fresh or len(batch)
+                term = term + self.beta * learner.loss(replay_logits, memory.y, memory.task_ids)
+        fresh = self._fresh
         self.buffer.add(batch.x[:fresh], batch.y[:fresh], batch.task_ids[:fresh],
                         logits=logits[:fresh], generator=generator)
         return term

@@ -10,18 +10,9 @@ ids, so task-incremental masking treats each sample by its own task.
 
 from __future__ import annotations
 
-from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
 from forgetless.strategies.base import Batch
-from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer
-
-
-def check_batch_size(value, name: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or value < 1):
-        raise ConfigurationError(
-            f"{name} must be a positive whole number of samples (or unset to use the "
-            f"learner's batch size), got {value!r}.")
+from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer, check_batch_size
 
 
 @register("er")

@@ -34,8 +34,8 @@ from forgetless.errors import ConfigurationError, DataError
 from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
 from forgetless.strategies.base import Batch, Footprint, Strategy, frozen_copy, tensor_bytes
+from forgetless.strategies.replay.buffer import check_batch_size
 from forgetless.strategies.replay.common import soft_target_loss, teacher_mask
-from forgetless.strategies.replay.er import check_batch_size
 from forgetless.strategies.replay.generators import GENERATORS, build_generator
 
 
@@ -108,6 +108,7 @@ class GenerativeReplay(Strategy):
         self.sizes: tuple[int, int] | None = None  # (units, tasks) of the condition
         self.labeller = None
         self.seen_before: torch.Tensor | None = None
+        self._replay: GenerativeMemory | None = None
         self.steps_in_task = 0
         self.generator_seconds: list[float] = []
 
@@ -143,25 +144,27 @@ class GenerativeReplay(Strategy):
             self.generator.grow_condition(task.task_id + 1 - tasks)
             self.sizes = (units, task.task_id + 1)
         self.steps_in_task = 0
+        self._replay = None  # what the classifier rehearses during this task
         if self.learner.tasks_learned:
             self.labeller = frozen_copy(self.learner.model)
             self.seen_before = self.learner.output_mask.seen_units.clone()
+            self._replay = self.memory(len(self.learner.tasks_learned), labelled=True)
 
     def penalty(self, batch, logits):
         learner = self.learner
-        done = len(learner.tasks_learned)
-        if not done:
+        if self._replay is None:
             return None
-        replay = self.memory(done, labelled=True).sample(
-            self.replay_batch_size or learner.batch_size, learner.generator)
+        done = len(learner.tasks_learned)
+        replay = self._replay.sample(self.replay_batch_size or learner.batch_size,
+                                     learner.generator)
         student = learner.forward(replay.x, replay.task_ids)
-        mask = learner.output_mask.for_training(replay.task_ids)
         if self.distill == "soft":
-            loss = soft_target_loss(student, replay.extras["teacher_logits"], mask,
+            loss = soft_target_loss(student, replay.extras["teacher_logits"],
+                                    learner.output_mask.for_training(replay.task_ids),
                                     teacher_mask(learner, self.seen_before, replay.task_ids),
                                     self.temperature)
         else:
-            loss = F.cross_entropy(apply_mask(student, mask), replay.y)
+            loss = learner.loss(student, replay.y, replay.task_ids)
         return (self.replay_weight if self.replay_weight is not None else done) * loss
 
     def after_step(self) -> None:
@@ -173,13 +176,13 @@ class GenerativeReplay(Strategy):
         learner, rng = self.learner, self.learner.generator
         earlier = len(learner.tasks_learned)  # this task is not counted yet
         old = self.memory(earlier, labelled=False)
+        self.generator.reset_optimizer()  # before the copy: the frozen one needs no Adam state
         if earlier:
             old.generator = frozen_copy(self.generator)
         x, y = task.train_x.to(learner.device), task.train_y.to(learner.device)
         size = 2 * learner.batch_size
         n_old = round(size * earlier / (earlier + 1))
         self.generator.train()
-        self.generator.reset_optimizer()
         for _ in range(math.ceil(self.generator_budget * max(1, self.steps_in_task))):
             index = torch.randint(x.shape[0], (size - n_old,), generator=rng).to(x.device)
             ids = torch.full((len(index),), task.task_id, dtype=torch.long, device=x.device)

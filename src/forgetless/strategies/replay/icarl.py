@@ -21,9 +21,8 @@ import torch.nn.functional as F
 
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
-from forgetless.strategies.base import Footprint, Strategy, frozen_copy, tensor_bytes
-from forgetless.strategies.replay.buffer import ReplayBuffer
-from forgetless.strategies.replay.er import check_batch_size
+from forgetless.strategies.base import Footprint, frozen_copy, tensor_bytes
+from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer, check_batch_size
 
 
 def herding(features: torch.Tensor, m: int) -> torch.Tensor:
@@ -43,12 +42,10 @@ def herding(features: torch.Tensor, m: int) -> torch.Tensor:
 
 
 @register("icarl")
-class ICaRL(Strategy):
+class ICaRL(MemoryStrategy):
     """Herding exemplars, distillation, nearest-mean-of-exemplars (Rebuffi et al. 2017)."""
 
-    family = "replay"
     scenarios = frozenset({"class"})
-    stores_raw_data = True
 
     def __init__(self, buffer_size: int = 500, distillation: float = 1.0,
                  replay_batch_size: int | None = None):
@@ -137,12 +134,12 @@ class ICaRL(Strategy):
         return distance.nan_to_num(float("inf")).argmin(1)
 
     def state_dict(self) -> dict:
-        return {"buffer": self.buffer.state_dict(),
+        return {**super().state_dict(),
                 "old_model": None if self.old_model is None else self.old_model.state_dict(),
                 "old_units": self.old_units, "class_means": self.class_means}
 
     def load_state_dict(self, state: dict) -> None:
-        self.buffer.load_state_dict(state["buffer"])
+        super().load_state_dict(state)
         self.old_model = None
         if state["old_model"] is not None:
             self.old_model = frozen_copy(self.learner.model)
@@ -150,5 +147,6 @@ class ICaRL(Strategy):
         self.old_units, self.class_means = state["old_units"], state["class_means"]
 
     def footprint(self) -> Footprint:
-        return Footprint(self.buffer.nbytes + tensor_bytes(self.old_model, self.class_means),
-                         stores_raw_data=True)
+        held = super().footprint()
+        return Footprint(held.bytes_held + tensor_bytes(self.old_model, self.class_means),
+                         stores_raw_data=held.stores_raw_data)
