@@ -3,7 +3,6 @@ backward transfer is exactly zero (PNN, PackNet), growth and masks follow the pa
 after task 2 of 4 continues identically, bad settings are refused, and on the embedded MNIST
 each reaches joint's accuracy with no forgetting."""
 
-import io
 import math
 
 import pytest
@@ -16,6 +15,7 @@ from forgetless.learner import Learner
 from forgetless.models import build_model
 from forgetless.strategies import build_strategy
 from forgetless.strategies.architecture.packnet import FREE
+from strategy_helpers import safe_roundtrip
 
 ARCHITECTURES = ("pnn", "packnet", "hat")
 
@@ -210,14 +210,22 @@ def test_packnet_masks_are_disjoint_and_fit_the_layer(digits_streams, prune_rati
                                                            else math.ceil(64 * 32 * 15 / 16))
 
 
+@pytest.mark.parametrize("anchored", ["ewc", "online-ewc", "si", "mas"])
+@pytest.mark.parametrize("growing", ["pnn", "hat"])
+def test_parameter_anchors_and_growing_models_are_refused_together(anchored, growing):
+    with pytest.raises(ConfigurationError, match=f"{anchored} anchors every trainable "
+                                                 f"parameter.*{growing} adds new parameters"):
+        build_strategy(f"{anchored}+{growing}")
+
+
+@pytest.mark.parametrize("spec", ["lwf+pnn", "er+pnn", "er+hat", "ewc+packnet"])
+def test_the_combinations_the_refusal_suggests_train(digits_streams, spec):
+    stream = four_tasks(digits_streams)
+    learner = make_learner(spec, stream, iterations=5)
+    assert len(learner.fit(stream).accuracy_matrix) == 4
+
+
 # ---------------------------------------------------------------- checkpoints
-def _roundtrip(state):
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_restored_after_task_2_of_4_continues_identically(digits_streams, name):
     stream = four_tasks(digits_streams)
@@ -227,7 +235,7 @@ def test_restored_after_task_2_of_4_continues_identically(digits_streams, name):
     for task in stream.tasks[:2]:
         first.learn(task)
         rows.append(first.evaluate(stream.tasks))
-    state = _roundtrip(first.state_dict())
+    state = safe_roundtrip(first.state_dict())
     resumed = make_learner(name, stream, seed=5)  # built fresh, other init: all must come back
     resumed.load_state_dict(state)
     for task in stream.tasks[2:]:

@@ -109,6 +109,10 @@ class Strategy:
     scenarios: ClassVar[frozenset[str]] = ALL_SCENARIOS
     needs_task_id: ClassVar[bool] = False
     stores_raw_data: ClassVar[bool] = False
+    #: True for strategies that add trainable parameters per task (new columns, embeddings).
+    adds_parameters: ClassVar[bool] = False
+    #: True for strategies that keep one anchor per trainable parameter across tasks.
+    anchors_parameters: ClassVar[bool] = False
 
     learner: Learner
 

@@ -33,6 +33,14 @@ class Composite(Strategy):
                 raise ConfigurationError(
                     f"{' and '.join(owners)} both replace `{hook}`; they cannot be combined."
                 )
+        anchored = [n for p, n in zip(flat, names, strict=True) if p.anchors_parameters]
+        growing = [n for p, n in zip(flat, names, strict=True) if p.adds_parameters]
+        if anchored and growing:
+            raise ConfigurationError(
+                f"{anchored[0]} anchors every trainable parameter after each task and "
+                f"{growing[0]} adds new parameters per task, which such anchors do not cover; "
+                f"they cannot be combined. Combine {growing[0]} with lwf or a replay strategy, "
+                f"or {anchored[0]} with packnet.")
         self.parts = flat
         self._users = {hook: [p for p in flat if overrides(p, hook)] for hook in (
             "training_data", "before_task", "extend_batch", "penalty", "before_step",

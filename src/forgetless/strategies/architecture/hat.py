@@ -94,6 +94,7 @@ class HardAttentionToTheTask(Strategy):
     scenarios = frozenset({"task"})
     needs_task_id = True
     stores_raw_data = False
+    adds_parameters = True
 
     def __init__(self, s_max: float = 400.0, c: float = 0.75) -> None:
         """s_max: the largest gate scale (sharper gates; the paper's 400). c: strength of the

@@ -103,6 +103,7 @@ class ProgressiveNeuralNetworks(Strategy):
     scenarios = frozenset({"task"})
     needs_task_id = True
     stores_raw_data = False
+    adds_parameters = True
 
     def __init__(self, adapter_width: int | None = None) -> None:
         """adapter_width: units of each adapter's projection ``V`` of the earlier columns'

@@ -98,6 +98,7 @@ class AnchoredRegularizer(Strategy):
     scenarios = ALL_SCENARIOS
     needs_task_id = False
     stores_raw_data = False
+    anchors_parameters = True
     #: Names of the attributes (dicts of tensors, lists, numbers) that make up the state.
     state_attributes: tuple[str, ...] = ()
 
