@@ -118,8 +118,9 @@ def test_constraints_nothing_satisfies_get_a_clear_message_not_a_crash():
     assert "Relaxing the memory constraint alone would admit lwf" in text
     empty = advise(Constraints(), [], STRATEGIES)
     assert empty.choices == [] and "Nothing measured comes close" in empty.format()
-    assert all("not measured" in e.reason or "future" in e.reason or "task id" in e.reason
-               for e in empty.exclusions)
+    assert empty.exclusions and all(
+        "not measured" in e.reason or "future" in e.reason or "task id" in e.reason
+        for e in empty.exclusions)
 
 
 def test_unmeasured_strategies_are_excluded_and_listed_for_measuring():

@@ -67,7 +67,7 @@ def test_fit_continues_only_the_stream_it_was_saved_in(digits_streams, tmp_path)
     stream = digits_streams["class"]
     learner = learner_for("naive", stream)
     saved = []
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="stop"):
         def stop(learner):
             saved.append(learner.save(tmp_path / "mid.ckpt"))
             raise RuntimeError("stop")

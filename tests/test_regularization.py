@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetless.data.stream import Stream
-from forgetless.errors import ConfigurationError
+from forgetless.errors import ConfigurationError, DataError
 from forgetless.learner import Learner
 from forgetless.models import build_model
 from forgetless.models.heads import apply_mask
@@ -175,7 +175,7 @@ def test_bad_arguments_name_the_fix(small_problem):
     model, x, y, mask = small_problem
     with pytest.raises(ConfigurationError, match="exact, sampled, empirical, batched"):
         fisher_diagonal(model, (x, y), "diagonal")
-    with pytest.raises(Exception, match="true labels"):
+    with pytest.raises(DataError, match="true labels"):
         fisher_diagonal(model, x, "empirical")
     with pytest.raises(ConfigurationError, match="num_samples"):
         fisher_diagonal(model, x, num_samples=0)

@@ -104,6 +104,7 @@ class Learner:
         self.output_mask: OutputMask | None = None
         self.current_task: Task | None = None
         self.step_in_task = 0
+        self.batches_per_epoch = 1  # of the data being trained now (per-epoch schedules read it)
         # How the model was built (``build_model`` records it), so a checkpoint can rebuild it.
         self.model_spec: dict | None = getattr(model, "build_spec", None)
         # The rows of the current (or last) fit, kept in checkpoints so a resumed fit returns
@@ -232,6 +233,7 @@ class Learner:
             return
         x, y, task_ids = (t.to(self.device) for t in (data.x, data.y, data.task_ids))
         n = x.shape[0]
+        self.batches_per_epoch = math.ceil(n / self.batch_size)
         order, position = None, n
         bar = _progress_bar(steps, desc, self.progress)
         self.model.train()

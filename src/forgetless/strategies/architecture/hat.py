@@ -27,8 +27,6 @@ task's rows are frozen. MLP models only: ``learner.model`` becomes a ``GatedMLP`
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,7 +102,7 @@ class HardAttentionToTheTask(Strategy):
         if not c >= 0:
             raise ConfigurationError(f"hat: c must be >= 0 (the paper uses 0.75), got {c!r}.")
         self.s_max, self.c = float(s_max), float(c)
-        self.tasks_started, self.batches_per_epoch = 0, 1
+        self.tasks_started = 0
         self._gate: GradientGate | None = None
 
     def setup(self, learner) -> None:
@@ -118,16 +116,16 @@ class HardAttentionToTheTask(Strategy):
 
     def scale(self) -> float:
         """The gate scale s: annealed over the batches of each epoch in training, s_max else."""
-        if not self.network.training or self.batches_per_epoch < 2:
+        batches = self.learner.batches_per_epoch
+        if not self.network.training or batches < 2:
             return self.s_max
-        b = self.learner.step_in_task % self.batches_per_epoch
-        return 1 / self.s_max + (self.s_max - 1 / self.s_max) * b / (self.batches_per_epoch - 1)
+        b = self.learner.step_in_task % batches
+        return 1 / self.s_max + (self.s_max - 1 / self.s_max) * b / (batches - 1)
 
     def before_task(self, task) -> None:
         expect_next_task("hat", task, self.tasks_started)
         self.network.add_task()
         self.tasks_started += 1
-        self.batches_per_epoch = math.ceil(len(task.train_x) / self.learner.batch_size)
         self._gate = None
 
     def forward(self, x, task_ids):
@@ -173,8 +171,7 @@ class HardAttentionToTheTask(Strategy):
             self.used = torch.maximum(self.used, attention)
 
     def state_dict(self) -> dict:
-        return {"tasks_started": self.tasks_started, "used": self.used.clone(),
-                "batches_per_epoch": self.batches_per_epoch}
+        return {"tasks_started": self.tasks_started, "used": self.used.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         if len(self.network.embeddings) > state["tasks_started"]:
@@ -183,7 +180,7 @@ class HardAttentionToTheTask(Strategy):
             self.network.add_task()
         self.tasks_started = state["tasks_started"]
         self.used = state["used"].clone().to(self.learner.device)
-        self.batches_per_epoch, self._gate = state["batches_per_epoch"], None
+        self._gate = None
 
     def footprint(self) -> Footprint:
         embeddings = list(self.network.embeddings)
