@@ -181,8 +181,9 @@ def test_bad_arguments_name_the_fix(small_problem):
         fisher_diagonal(model, x, num_samples=0)
     for name, params in [("ewc", {"lam": -1}), ("si", {"xi": float("nan")}),
                          ("online-ewc", {"gamma": 1.5}), ("mas", {"importance_samples": 0}),
-                         ("lwf", {"temperature": 0}), ("ewc", {"fisher_estimator": "emp"})]:
-        with pytest.raises(ConfigurationError):
+                         ("lwf", {"temperature": 0}), ("ewc", {"fisher_estimator": "emp"}),
+                         ("mas", {"chunk_size": 0}), ("ewc", {"fisher_samples": True})]:
+        with pytest.raises(ConfigurationError, match=next(iter(params))):
             build_strategy(name, params)
 
 

@@ -203,7 +203,9 @@ class Learner:
         if self.output_mask is None:
             raise ConfigurationError(
                 "the learner knows no stream yet; call fit(stream) or bind(stream) first.")
-        task.validate(self.output_mask.num_outputs)
+        known = task.task_id < len(self.stream_tasks) and self.stream_tasks[task.task_id] is task
+        if not known:  # a bound stream validated its own tasks when it was built
+            task.validate(self.output_mask.num_outputs)
         self._know(task)
         self.current_task = task
         data = self.strategy.training_data(task) or TrainingData(

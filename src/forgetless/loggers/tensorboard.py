@@ -11,9 +11,9 @@ from forgetless.loggers import (
     ExperimentLogger,
     final_metrics,
     matrix_markdown,
-    report_html,
     task_metrics,
 )
+from forgetless.report.html import write_report
 
 
 class TensorBoardLogger(ExperimentLogger):
@@ -49,7 +49,8 @@ class TensorBoardLogger(ExperimentLogger):
             self.writer.add_scalar(name, value, tasks)
         self.writer.add_text("accuracy_matrix", matrix_markdown(result.accuracy_matrix), tasks)
         result.save(self.log_dir / "run.json")
-        (self.log_dir / "report.html").write_text(report_html(result), encoding="utf-8")
+        write_report([result], self.log_dir / "report.html",
+                     title=f"forgetless run {result.run_id}")  # atomically
         self.writer.flush()
 
     def close(self) -> None:

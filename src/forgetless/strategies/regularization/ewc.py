@@ -25,6 +25,7 @@ from forgetless.strategies import register
 from forgetless.strategies.regularization.fisher import ESTIMATORS, fisher_diagonal
 from forgetless.strategies.regularization.quadratic import (
     AnchoredRegularizer,
+    check_count,
     check_strength,
     snapshot,
 )
@@ -46,15 +47,9 @@ class EWC(AnchoredRegularizer):
         if fisher_estimator not in ESTIMATORS:
             raise ConfigurationError(f"fisher_estimator must be one of {', '.join(ESTIMATORS)}, "
                                      f"got {fisher_estimator!r}.")
-        if fisher_samples is not None and (not isinstance(fisher_samples, int)
-                                           or fisher_samples < 1):
-            raise ConfigurationError(f"fisher_samples must be a positive whole number or None "
-                                     f"(all samples), got {fisher_samples!r}.")
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ConfigurationError(f"chunk_size must be a positive whole number, got "
-                                     f"{chunk_size!r}.")
-        self.fisher_estimator, self.fisher_samples = fisher_estimator, fisher_samples
-        self.chunk_size = chunk_size
+        self.fisher_estimator = fisher_estimator
+        self.fisher_samples = check_count("fisher_samples", fisher_samples, allow_none=True)
+        self.chunk_size = check_count("chunk_size", chunk_size)
         self.fishers: list[dict[str, torch.Tensor]] = []
         self.anchors: list[dict[str, torch.Tensor]] = []
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import torch
 
-from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
 from forgetless.strategies.regularization.fisher import mas_importance
 from forgetless.strategies.regularization.quadratic import (
     AnchoredRegularizer,
+    check_count,
     check_strength,
     snapshot,
 )
@@ -36,11 +36,9 @@ class MAS(AnchoredRegularizer):
             (None: all).
         chunk_size: per-sample gradients held at once while measuring (memory bound)."""
         self.lam = check_strength("lam", lam)
-        if importance_samples is not None and (not isinstance(importance_samples, int)
-                                               or importance_samples < 1):
-            raise ConfigurationError(f"importance_samples must be a positive whole number or "
-                                     f"None (all samples), got {importance_samples!r}.")
-        self.importance_samples, self.chunk_size = importance_samples, chunk_size
+        self.importance_samples = check_count("importance_samples", importance_samples,
+                                              allow_none=True)
+        self.chunk_size = check_count("chunk_size", chunk_size)
         self.importance: dict[str, torch.Tensor] | None = None
         self.anchor: dict[str, torch.Tensor] | None = None
 

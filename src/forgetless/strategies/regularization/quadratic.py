@@ -32,6 +32,17 @@ def snapshot(model: nn.Module) -> Tensors:
     return {n: p.detach().clone() for n, p in trainable(model).items()}
 
 
+def check_count(name: str, value, allow_none: bool = False):
+    """A sample count must be a positive whole number (or None, meaning all, where allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        every = " or None (all samples)" if allow_none else ""
+        raise ConfigurationError(f"{name} must be a positive whole number{every}, got "
+                                 f"{value!r}.")
+    return value
+
+
 def check_strength(name: str, value: float) -> float:
     """A regularisation strength must be a finite number >= 0."""
     try:
