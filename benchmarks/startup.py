@@ -20,6 +20,11 @@ COMMANDS = {
     "python -c 'import forgetless; forgetless.Learner'":
         [sys.executable, "-c", "import forgetless; forgetless.Learner"],
     "forgetless --help": [sys.executable, "-m", "forgetless.cli", "--help"],
+    # PyTorch's own one-off cost that every training process pays, forgetless or not:
+    # the first optimiser imports torch._dynamo.
+    "python -c 'import torch; <first optimiser>'":
+        [sys.executable, "-c",
+         "import torch; torch.optim.Adam(torch.nn.Linear(2, 2).parameters())"],
 }
 
 
