@@ -21,7 +21,7 @@ from torch import nn
 from forgetless.data.stream import Scenario, Stream, Task
 from forgetless.errors import ConfigurationError, DataError, ScenarioError, TrainingDivergedError
 from forgetless.models.heads import OutputMask, apply_mask
-from forgetless.strategies.base import Batch, Strategy, TrainingData
+from forgetless.strategies.base import Batch, Strategy, TrainingData, evaluating
 from forgetless.strategies.composite import Composite
 
 OPTIMIZERS = ("adam", "sgd")
@@ -143,18 +143,14 @@ class Learner:
 
     def _check_model(self, stream: Stream) -> None:
         sample = stream.tasks[0].test_x[:1].to(self.device)
-        was_training = self.model.training
-        self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), evaluating(self.model):
                 out = self.model(sample)
         except RuntimeError as error:
             raise DataError(
                 f"the model cannot take inputs of per-sample shape {stream.input_shape} "
                 f"({str(error).splitlines()[0]}); build the model for the stream's input shape."
             ) from None
-        finally:
-            self.model.train(was_training)
         if out.ndim != 2 or out.shape[1] != stream.num_outputs:
             raise DataError(
                 f"the model gives outputs of shape {tuple(out.shape[1:])} per sample but the "
@@ -321,9 +317,7 @@ class Learner:
             task_id = None
         elif task_id is None:
             raise ConfigurationError("task-incremental prediction needs the task id.")
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model):
             x = x.to(self.device)
             if self.strategy.uses("predict"):
                 labels = self.strategy.predict(x, task_id)
@@ -333,8 +327,6 @@ class Learner:
                 (x.shape[0],), task_id, dtype=torch.long, device=self.device)
             logits = self.forward(x, task_ids)
             return apply_mask(logits, self.output_mask.for_test(task_id)).argmax(1)
-        finally:
-            self.model.train(was_training)
 
     def evaluate(self, tasks) -> list[float]:
         """Test accuracy on each task, in order."""

@@ -15,6 +15,7 @@ Order of calls for one task (``Composite`` keeps it for every part, left to righ
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -85,6 +86,19 @@ def tensor_bytes(*objects) -> int:
         elif isinstance(obj, (list, tuple)):
             total += tensor_bytes(*obj)
     return total
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """Eval mode for the duration; every module's own train/eval flag is restored after, even
+    when the body raises."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:

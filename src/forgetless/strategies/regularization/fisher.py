@@ -35,8 +35,6 @@ parameters, buffers, ``.grad`` and train/eval modes.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,6 +42,7 @@ from torch.func import functional_call, grad, vmap
 
 from forgetless.errors import ConfigurationError, DataError
 from forgetless.models.heads import apply_mask
+from forgetless.strategies.base import evaluating
 from forgetless.strategies.regularization.quadratic import trainable
 
 ESTIMATORS = ("exact", "sampled", "empirical", "batched")
@@ -77,7 +76,7 @@ def fisher_diagonal(model: nn.Module, data, estimator: str = "exact",
     x, y, mask = _select(model, data, num_samples, output_mask, generator,
                          needs_labels=estimator in ("empirical", "batched"))
     params = trainable(model)
-    with _untouched(model):
+    with evaluating(model):
         if estimator == "batched":
             return _batched_fisher(model, params, x, y, mask, batch_size)
         with torch.no_grad():
@@ -103,7 +102,7 @@ def mas_importance(model: nn.Module, data, num_samples: int | None = None,
     with ``f(x)`` the allowed output units (masked ones count as zero). Needs no labels."""
     x, _, mask = _select(model, data, num_samples, output_mask, generator, needs_labels=False)
     params = trainable(model)
-    with _untouched(model):
+    with evaluating(model):
         weights = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
         total = _per_sample_sum(model, params, x, _squared_norm, {"mask": mask}, weights,
                                 torch.abs, method, chunk_size)
@@ -260,7 +259,7 @@ def _select(model, data, num_samples, output_mask, generator, needs_labels):
             f"num_samples must be a positive whole number or None, got {num_samples!r}.")
     n = x.shape[0]
     if output_mask is None:
-        with torch.no_grad(), _untouched(model):
+        with torch.no_grad(), evaluating(model):
             outputs = model(x[:1]).shape[1]
         mask = torch.ones(n, outputs, dtype=torch.bool, device=x.device)
     else:
@@ -282,15 +281,3 @@ def _select(model, data, num_samples, output_mask, generator, needs_labels):
 def _add(total: dict, part: dict) -> None:
     for name, value in part.items():
         total[name] += value
-
-
-@contextlib.contextmanager
-def _untouched(model: nn.Module):
-    """Eval mode for the duration; every module's own train/eval flag restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, mode in modes:
-            module.training = mode

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
-from forgetless.strategies.base import Footprint, frozen_copy, tensor_bytes
+from forgetless.strategies.base import Footprint, evaluating, frozen_copy, tensor_bytes
 from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer, check_batch_size
 
 
@@ -91,8 +91,12 @@ class ICaRL(MemoryStrategy):
     @torch.no_grad()
     def after_task(self, task) -> None:
         model, device = self.learner.model, self.learner.device
-        was_training = model.training
-        model.eval()
+        with evaluating(model):
+            self._update_exemplars(task, model, device)
+
+    def _update_exemplars(self, task, model, device) -> None:
+        """Algorithms 4 and 5: herding exemplars of the new classes, the first m of the old;
+        then the class means the nearest-mean classifier uses."""
         classes = sorted(set(int(c) for c in torch.unique(task.train_y)))
         held = self.buffer.tensors()
         old_classes = sorted(set(held["y"].tolist())) if len(self.buffer) else []
@@ -125,7 +129,6 @@ class ICaRL(MemoryStrategy):
         counts = torch.bincount(held["y"], minlength=units).unsqueeze(1)
         means = F.normalize(sums / counts.clamp_min(1), dim=1)
         self.class_means = means.masked_fill(counts == 0, float("nan"))
-        model.train(was_training)
 
     def predict(self, x, task_id):
         if self.class_means is None:
