@@ -20,7 +20,7 @@ import time
 import torch
 
 from forgetless import RunConfig
-from forgetless.runner import parameter_count, prepare
+from forgetless.experiments.runner import parameter_count, prepare
 
 STRATEGIES = ("naive", "pnn", "packnet", "hat")
 

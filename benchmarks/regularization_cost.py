@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from forgetless import RunConfig
-from forgetless.runner import prepare
+from forgetless.experiments.runner import prepare
 
 STRATEGIES = ["naive", "ewc", "online-ewc", "si", "mas", "lwf"]
 TARGET = {"ewc": 1.25, "online-ewc": 1.25, "mas": 1.25, "lwf": 1.25, "si": 1.35}

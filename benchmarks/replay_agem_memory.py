@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from forgetless import RunConfig
-from forgetless.runner import prepare
+from forgetless.experiments.runner import prepare
 
 
 def trace(strength: float, seed: int) -> None:

@@ -37,7 +37,7 @@ def measure(strategy: str, scenario: str, tasks: int) -> dict:
 
     torch.set_num_threads(1)
     from forgetless import Learner, build_model, build_strategy, build_stream
-    from forgetless.runner import peak_rss_bytes
+    from forgetless.experiments.runner import peak_rss_bytes
 
     stream = build_stream("permuted", scenario, tasks, seed=0, source="mnist")
     torch.manual_seed(0)

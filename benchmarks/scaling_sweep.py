@@ -30,8 +30,8 @@ def timed(jobs: int) -> tuple[float, float, int]:
     for --jobs 2) and runs trained."""
     import resource
 
+    from forgetless.experiments.sweep import parse_sweep, run_sweep
     from forgetless.results.store import RunStore
-    from forgetless.sweep import parse_sweep, run_sweep
 
     def cpu() -> float:
         own = resource.getrusage(resource.RUSAGE_SELF)

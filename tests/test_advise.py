@@ -7,8 +7,14 @@ the strategies are small declared classes, so the advisor's logic is tested on i
 import pytest
 
 from fake_runs import fake_run, run_cli
-from forgetless.advise import Constraints, advise, missing_runs, parse_bytes, parse_multiple
 from forgetless.errors import ConfigurationError
+from forgetless.experiments.advise import (
+    Constraints,
+    advise,
+    missing_runs,
+    parse_bytes,
+    parse_multiple,
+)
 from forgetless.results.store import RunStore
 from forgetless.strategies.base import ALL_SCENARIOS, Strategy
 

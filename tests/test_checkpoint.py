@@ -26,8 +26,8 @@ from forgetless.checkpoint import (
 )
 from forgetless.config import RunConfig
 from forgetless.errors import CheckpointError
+from forgetless.experiments.runner import run
 from forgetless.learner import Learner
-from forgetless.runner import run
 from forgetless.strategies import build_strategy
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")

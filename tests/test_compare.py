@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from fake_runs import BOUNDS, TINY, TINY_ARGS, run_cli
-from forgetless.compare import compare, execute, plan, planned_run_id, served_scenarios
 from forgetless.errors import ConfigurationError
+from forgetless.experiments.compare import compare, execute, plan, planned_run_id, served_scenarios
+from forgetless.experiments.runner import run
 from forgetless.results.store import RunStore
 from forgetless.results.summary import format_text, group_runs, to_csv, to_markdown
-from forgetless.runner import run
 from forgetless.strategies import STRATEGIES
 
 

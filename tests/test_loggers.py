@@ -10,10 +10,10 @@ import torch
 
 from forgetless.config import RunConfig
 from forgetless.errors import ConfigurationError
+from forgetless.experiments.runner import run
 from forgetless.loggers import build_loggers
 from forgetless.loggers.mlflow import MLflowLogger
 from forgetless.loggers.tensorboard import TensorBoardLogger
-from forgetless.runner import run
 
 CONFIG = RunConfig(source="digits", strategy="er", iterations=10, batch_size=32, tasks=5,
                    model_options={"hidden": [32]}, seed=1)

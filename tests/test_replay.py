@@ -10,10 +10,10 @@ import torch
 from forgetless.config import RunConfig
 from forgetless.data.stream import Stream
 from forgetless.errors import ConfigurationError, DataError, ScenarioError
+from forgetless.experiments.runner import run
 from forgetless.learner import Learner
 from forgetless.models import build_model
 from forgetless.models.heads import apply_mask
-from forgetless.runner import run
 from forgetless.strategies import STRATEGIES, Strategy, build_strategy
 from forgetless.strategies.base import Batch, tensor_bytes
 from forgetless.strategies.replay.agem import project

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fake_runs import BOUNDS, TINY, fake_run
-from forgetless.compare import compare, plan
+from forgetless.experiments.compare import compare, plan
 from forgetless.report import render, write_report
 from forgetless.report.svg import heat_map, scatter, task_curves
 from forgetless.results.store import RunStore

@@ -131,7 +131,7 @@ def test_two_processes_writing_200_runs_each_lose_nothing(tmp_path):
 def test_a_plan_of_thousands_of_runs_reads_back_in_plan_order(tmp_path):
     """A large sweep's plan: 1,500 planned ids (more than SQLite allows in one expression),
     three of them stored, come back in plan order."""
-    from forgetless.compare import Outcome, stored_results
+    from forgetless.experiments.compare import Outcome, stored_results
 
     runs = [fake_run("naive", "class", seed) for seed in range(3)]
     planned = [f"{i:016x}" for i in range(1500)]

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from forgetless.compare import planned_run_id
 from forgetless.config import RunConfig
+from forgetless.data.transforms import tuning_stream
 from forgetless.errors import ConfigurationError, DataError
+from forgetless.experiments.compare import planned_run_id
+from forgetless.experiments.runner import prepare, run
+from forgetless.experiments.sweep import candidates, parse_sweep, run_sweep
 from forgetless.results.store import RunStore
-from forgetless.runner import prepare, run
-from forgetless.sweep import candidates, parse_sweep, run_sweep, tuning_stream
 
 BASE = {"source": "digits", "iterations": 8, "batch_size": 32, "model_options": {"hidden": [16]}}
 

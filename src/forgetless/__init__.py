@@ -23,7 +23,7 @@ _EXPORTS = {
     "register": "forgetless.strategies",
     "RunConfig": "forgetless.config",
     "RunResult": "forgetless.results",
-    "run": "forgetless.runner",
+    "run": "forgetless.experiments.runner",
     "metrics": "forgetless.metrics",
 }
 

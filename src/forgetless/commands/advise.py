@@ -39,12 +39,12 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
     --task-id unknown. Measurements come from the results store; when it has none for the
     scenario, a quick comparison runs first; registered strategies the store lacks are measured
     on the stored protocol (both are stored for next time)."""
-    from forgetless.advise import Constraints, missing_runs, parse_bytes, parse_multiple
-    from forgetless.advise import advise as rank
     from forgetless.commands.compare import default_jobs, report_failures
-    from forgetless.compare import PRESETS, execute, plan
     from forgetless.config import RunConfig
     from forgetless.errors import ConfigurationError
+    from forgetless.experiments.advise import Constraints, missing_runs, parse_bytes, parse_multiple
+    from forgetless.experiments.advise import advise as rank
+    from forgetless.experiments.compare import PRESETS, execute, plan
     from forgetless.results.store import RunStore
 
     constraints = Constraints(

@@ -59,10 +59,10 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
     The table is printed, and the report written to ./forgetless-report.html."""
     from pathlib import Path
 
-    from forgetless.compare import PRESETS, plan
-    from forgetless.compare import compare as run_comparison
     from forgetless.config import RunConfig, load_config_file, parse_settings
     from forgetless.errors import ConfigurationError
+    from forgetless.experiments.compare import PRESETS, plan
+    from forgetless.experiments.compare import compare as run_comparison
     from forgetless.report import write_report
     from forgetless.results.store import RunStore
     from forgetless.results.summary import describe_protocol, format_text, group_runs
@@ -112,7 +112,7 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
 
 def report_failures(outcome) -> None:
     """On stderr: how many runs failed, and each one's message."""
-    from forgetless.compare import describe
+    from forgetless.experiments.compare import describe
 
     click.echo(f"{len(outcome.failures)} run(s) failed (not stored; running the same command "
                "again retries them):", err=True)

@@ -8,9 +8,9 @@ import click
 @click.command("list")
 def list_() -> None:
     """List benchmarks, sources, models and strategies with what each strategy needs."""
-    from forgetless.compare import default_strategies
     from forgetless.data.benchmarks import BENCHMARKS
     from forgetless.data.sources import SOURCES
+    from forgetless.experiments.compare import default_strategies
     from forgetless.models import MODELS
     from forgetless.results.summary import SCENARIO_ORDER, yes_no
     from forgetless.strategies import STRATEGIES

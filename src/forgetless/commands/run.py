@@ -27,7 +27,7 @@ def run(output, quiet, checkpoint_dir, resume, logger_specs, **options) -> None:
 
     Defaults: naive fine-tuning on the embedded split MNIST (5 tasks), class-incremental — the
     textbook picture of catastrophic forgetting."""
-    from forgetless.runner import run as run_experiment
+    from forgetless.experiments.runner import run as run_experiment
     from forgetless.tables import format_accuracy_matrix, format_metrics
 
     config = config_from_options(**options)

@@ -30,12 +30,11 @@ def sweep(sweep_file, backend, address, jobs, threads, retries, checkpoint_dir, 
     hyper-parameters, scenarios and seeds. Every run lands in the results store under its run
     id; runs already there are skipped, so a sweep run again trains only what is missing.
     With [tune], hyper-parameters are chosen on the first tasks or a validation split and the
-    chosen ones are run on the full stream (see `forgetless.sweep` for the file format)."""
+    chosen ones are run on the full stream (see `forgetless.experiments.sweep` for the file
+    format)."""
     from forgetless.commands.compare import report_failures
-    from forgetless.compare import planned_run_id
-    from forgetless.results.store import RunStore
-    from forgetless.results.summary import format_text, group_runs
-    from forgetless.sweep import (
+    from forgetless.experiments.compare import planned_run_id
+    from forgetless.experiments.sweep import (
         candidates,
         default_echo,
         load_sweep,
@@ -43,6 +42,8 @@ def sweep(sweep_file, backend, address, jobs, threads, retries, checkpoint_dir, 
         settings_text,
         tuning_config,
     )
+    from forgetless.results.store import RunStore
+    from forgetless.results.summary import format_text, group_runs
 
     spec = load_sweep(sweep_file)
     if dry_run:

@@ -7,7 +7,7 @@ experiment tracker while it trains.
   in the local file store ``./mlruns`` unless a tracking URI (``http://…``, ``sqlite:///…``,
   ``file:///…``) is given.
 
-A logger is called by ``forgetless.runner.run``: ``start(experiment)`` before training,
+A logger is called by ``forgetless.experiments.runner.run``: ``start(experiment)`` before training,
 ``log_task(learner)`` after each task's evaluation, ``finish(result)`` with the finished
 ``RunResult``, and ``close()`` always (a run that failed is marked so).
 """

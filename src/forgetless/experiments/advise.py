@@ -292,8 +292,8 @@ def missing_runs(runs: list[RunResult], constraints: Constraints, benchmark: str
     closest stored protocol measured every registered strategy that serves the scenario; the
     registered strategies it lacks (same protocol and seeds) otherwise; ``None`` when nothing
     is stored for the scenario at all (a whole comparison is needed)."""
-    from forgetless.compare import plan, served_scenarios
     from forgetless.config import RunConfig
+    from forgetless.experiments.compare import plan, served_scenarios
 
     if strategies is None:
         from forgetless.strategies import STRATEGIES

@@ -140,9 +140,9 @@ def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
 
 
 def planned_run_id(config: RunConfig) -> str:
-    """The run id ``forgetless.runner.run(config)`` will give, without building data or model
-    (the strategy is built, which is cheap, to resolve its hyper-parameters)."""
-    from forgetless.runner import configured_strategy
+    """The run id ``forgetless.experiments.runner.run(config)`` will give, without building data
+    or model (the strategy is built, which is cheap, to resolve its hyper-parameters)."""
+    from forgetless.experiments.runner import configured_strategy
 
     return configured_strategy(config)[2]
 
@@ -200,7 +200,7 @@ def _reset_peak_memory() -> None:
 
 def run_config(values: dict) -> tuple[str, dict | str]:
     """Train one run (in a worker); ``("ok", RunResult dict)`` or ``("error", message)``."""
-    from forgetless.runner import run
+    from forgetless.experiments.runner import run
 
     try:
         _reset_peak_memory()

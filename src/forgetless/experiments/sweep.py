@@ -1,6 +1,7 @@
 """Sweeps: grids and random searches over strategies, hyper-parameters, scenarios and seeds, run
-on a local process pool (``forgetless.compare``'s) or on a Ray cluster, every run recorded in
-the results store under its run id, so finished runs are skipped when a sweep is run again.
+on a local process pool (``forgetless.experiments.compare``'s) or on a Ray cluster, every run
+recorded in the results store under its run id, so finished runs are skipped when a sweep is
+run again.
 
 A sweep file (TOML)::
 
@@ -49,7 +50,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forgetless.compare import (
+from forgetless.config import RunConfig
+from forgetless.errors import ConfigurationError, ForgetlessError
+from forgetless.experiments.compare import (
     Outcome,
     execute,
     planned_run_id,
@@ -58,9 +61,7 @@ from forgetless.compare import (
     settings_for,
     stored_results,
 )
-from forgetless.compare import pending as pending_runs
-from forgetless.config import RunConfig
-from forgetless.errors import ConfigurationError, DataError, ForgetlessError
+from forgetless.experiments.compare import pending as pending_runs
 from forgetless.results.run_result import RunResult
 from forgetless.results.store import RunStore, variant_key
 
@@ -225,41 +226,6 @@ def tuning_config(config: RunConfig, tune: dict) -> RunConfig:
     return config.updated(benchmark_options=options)
 
 
-def tuning_stream(stream, options: dict, seed: int):
-    """The stream a tuning run sees (``first_tasks`` and/or ``validation_fraction``)."""
-    import torch
-
-    from forgetless.data.stream import Stream, Task
-
-    first = options.get("first_tasks")
-    if first is not None:
-        if not isinstance(first, int) or not 1 <= first <= len(stream):
-            raise ConfigurationError(f"first_tasks must be between 1 and {len(stream)}, got "
-                                     f"{first!r}.")
-        stream = Stream(stream.tasks[:first], stream.scenario, stream.num_outputs,
-                        name=stream.name, options=stream.options)
-    fraction = options.get("validation_fraction")
-    if fraction is None:
-        return stream
-    if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ConfigurationError(f"validation_fraction must be between 0 and 1 (e.g. 0.2), got "
-                                 f"{fraction!r}.")
-    tasks = []
-    for task in stream.tasks:
-        n = task.train_x.shape[0]
-        held = round(fraction * n)
-        if held < 1 or held >= n:
-            raise DataError(f"task {task.task_id} has {n} training samples; a validation "
-                            f"fraction of {fraction} leaves none for training or validation.")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + task.task_id))
-        val, train = order[:held], order[held:]
-        tasks.append(Task(task.task_id, task.train_x[train], task.train_y[train],
-                          task.train_x[val], task.train_y[val], task.classes,
-                          f"{task.description} (validation)"))
-    return Stream(tasks, stream.scenario, stream.num_outputs, name=stream.name,
-                  options=stream.options)
-
-
 # ---------------------------------------------------------------------- choosing
 def candidate_key(config: RunConfig) -> str:
     """A candidate: the config without its seed (the store's variant key)."""
@@ -368,7 +334,7 @@ def train_run(values: dict, checkpoint_dir: str | None, threads: int) -> tuple[s
     retried task (its worker died) resumes from the last checkpoint."""
     import torch
 
-    from forgetless.runner import run
+    from forgetless.experiments.runner import run
 
     torch.set_num_threads(threads)
     try:

@@ -21,7 +21,7 @@ from forgetless.models import build_model
 from forgetless.results import RunResult
 from forgetless.strategies import build_strategy
 
-#: ``benchmark_options`` that restrict a stream for tuning (see ``forgetless.sweep``).
+#: ``benchmark_options`` that restrict a stream for tuning (see ``forgetless.experiments.sweep``).
 TUNING_OPTIONS = ("first_tasks", "validation_fraction")
 
 
@@ -63,7 +63,7 @@ def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
     stream = build_stream(config.benchmark, config.scenario, config.tasks, seed=config.seed,
                           source=config.source, source_options=source_options, **options)
     if tuning:  # a sweep's tuning run: the first tasks only, or a validation split
-        from forgetless.sweep import tuning_stream
+        from forgetless.data.transforms import tuning_stream
 
         stream = tuning_stream(stream, tuning, config.seed)
     strategy, resolved, identifier = configured_strategy(config)
