@@ -5,10 +5,8 @@ File format (version 1)::
     FORGETLESS-CHECKPOINT 1 <sha256 of the body, hex> <length of the body>\\n
     <body: torch.save({"meta_json": str, "state": Learner.state_dict()})>
 
-- Writing never damages an existing file: the bytes go to a temporary file in the same folder,
-  which is flushed, fsync'ed and then renamed over the target (``os.replace`` is atomic), and
-  the folder is fsync'ed so the rename survives a power cut. A failure at any point removes the
-  temporary file and leaves the old checkpoint as it was.
+- Writing never damages an existing file (``forgetless.storage.write_atomic``): a failure at
+  any point removes the temporary file and leaves the old checkpoint as it was.
 - Loading never executes code from the file: the body is read with
   ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers, and the
   metadata is JSON. The header's length and SHA-256 catch truncated and corrupted files (a bit
@@ -25,13 +23,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
+import warnings
 from pathlib import Path
 
 import torch
 
-from forgetless.errors import CheckpointError, ForgetlessError
+from forgetless.checkpoint_meta import LEARNER_SETTINGS, check_learner_meta
+from forgetless.errors import CheckpointError, ForgetlessError, ForgetlessWarning
+from forgetless.storage import write_atomic
 
 MAGIC = b"FORGETLESS-CHECKPOINT"
 VERSION = 1
@@ -55,12 +55,23 @@ def encode(meta: dict, state: dict) -> bytes:
         torch.load(io.BytesIO(body), weights_only=True, map_location="cpu")
     except Exception as error:  # noqa: BLE001 - any refusal means the state is not safe to save
         raise CheckpointError(
-            "the learner's state holds objects a safe load refuses (only tensors, numbers, "
-            "strings, lists and dicts are allowed); make the strategy's state_dict return only "
-            f"those. Loader said: {str(error).splitlines()[0][:300]}"
-        ) from None
+            f"the learner's state holds objects a safe load refuses ({refusal(error)}; only "
+            "tensors, numbers, strings, lists and dicts are allowed); make the strategy's "
+            "state_dict return only those.") from None
     digest = hashlib.sha256(body).hexdigest()
     return b"%s %d %s %d\n" % (MAGIC, VERSION, digest.encode(), len(body)) + body
+
+
+def refusal(error: Exception) -> str:
+    """What torch's safe loader refused, in one line: the refused global named in full (its
+    message is several lines, the name only on the last ones)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    found = re.search(r"Unsupported global: GLOBAL ([^\s]+)", text)
+    if found:
+        return f"it refers to the Python object '{found.group(1)}', which a safe load refuses"
+    found = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+    line = found.group(1) if found else (text.strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {line.strip()}" if line.strip() else type(error).__name__
 
 
 def decode(data: bytes, where: str = "checkpoint") -> tuple[dict, dict]:
@@ -94,47 +105,15 @@ def decode(data: bytes, where: str = "checkpoint") -> tuple[dict, dict]:
         state = payload["state"]
     except Exception as error:  # noqa: BLE001 - the body is not what this version writes
         raise CheckpointError(
-            f"'{where}' could not be read safely ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); it was not written by this forgetless or "
-            "holds objects other than tensors and plain values.") from None
+            f"'{where}' could not be read safely ({refusal(error)}); it was not written by "
+            "this forgetless or holds objects other than tensors and plain values, so it was "
+            "not loaded.") from None
     return meta, state
-
-
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file: flush, fsync, rename, fsync the
-    folder. On any failure the temporary file is removed and ``path`` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-    return path
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some systems cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: str | Path, meta: dict, state: dict) -> Path:
     """Encode and write atomically; returns the path."""
-    return write_atomic(path, encode(meta, state))
+    return write_atomic(path, encode(meta, state), "the checkpoint")
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
@@ -155,35 +134,49 @@ def model_signature(model: torch.nn.Module) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in model.state_dict().items()}
 
 
-def check_compatible(meta: dict, learner, where: str) -> None:
+def check_compatible(meta: dict, state: dict, learner, where: str) -> None:
     """Refuse a checkpoint whose strategy or architecture differs from ``learner``'s.
 
-    A strategy that grows the model (PNN's columns) makes the saved model larger than a fresh
+    The architecture is read from the saved tensors themselves, not from the metadata. A
+    strategy that grows the model (PNN's columns) makes the saved model larger than a fresh
     one, so every tensor the fresh model has must be in the checkpoint with the same shape."""
-    saved, current = meta.get("strategy", {}).get("name"), learner.strategy.name
+    strategy = meta.get("strategy")
+    saved = strategy.get("name") if isinstance(strategy, dict) else None
+    current = learner.strategy.name
     if saved != current:
         raise CheckpointError(
             f"'{where}' was saved by a learner with strategy '{saved}', not '{current}'; load "
             "it with the same strategy (or let Learner.load rebuild it).")
-    signature = meta.get("model_signature", {})
+    saved_model = _saved_model(state, where)
     for key, shape in model_signature(learner.model).items():
-        if key not in signature:
+        tensor = saved_model.get(key)
+        if not isinstance(tensor, torch.Tensor):
             raise CheckpointError(
                 f"'{where}' is of another architecture: it has no tensor '{key}'; build the "
                 "model the checkpoint was saved with.")
-        if signature[key] != shape:
+        if list(tensor.shape) != shape:
             raise CheckpointError(
                 f"'{where}' is of another architecture: '{key}' has shape "
-                f"{tuple(signature[key])} there but {tuple(shape)} in this model; build the "
+                f"{tuple(tensor.shape)} there but {tuple(shape)} in this model; build the "
                 "model the checkpoint was saved with.")
+
+
+def _saved_model(state: dict, where: str) -> dict:
+    """The saved model weights by name (what the checkpoint's architecture really is)."""
+    saved = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"'{where}' holds no model weights; it is not a learner's "
+                              "checkpoint.")
+    return saved
 
 
 def restore(learner, meta: dict, state: dict, where: str) -> None:
     """Check and load ``state`` into ``learner``; any failure is a CheckpointError."""
-    check_compatible(meta, learner, where)
+    check_compatible(meta, state, learner, where)
     try:
         learner.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError, ValueError) as error:
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError,
+            IndexError) as error:
         if isinstance(error, CheckpointError):
             raise
         message = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
@@ -219,11 +212,41 @@ class RunCheckpoints:
             old.unlink(missing_ok=True)
         return path
 
+    def owners(self) -> dict[Path, str | None]:
+        """Each checkpoint file and the run id it belongs to (None: it cannot be read)."""
+        found = {}
+        for path in self.files():
+            try:
+                found[path] = load_checkpoint(path)[0].get("run_id")
+            except ForgetlessError:
+                found[path] = None
+        return found
+
+    def claim(self, overwrite: bool = False) -> None:
+        """Before a run starts afresh here: refuse a folder that holds another run's
+        checkpoints (this run's would delete them as it prunes), or with ``overwrite`` delete
+        them first."""
+        owners = self.owners()
+        others = [path for path, owner in owners.items() if owner != self.run_id]
+        if not others:
+            return
+        if overwrite:
+            for path in others:
+                path.unlink(missing_ok=True)
+            return
+        names = sorted({owners[p] or f"unreadable {p.name}" for p in others})
+        raise CheckpointError(
+            f"--checkpoint-dir '{self.folder}' holds checkpoints of another run "
+            f"({', '.join(names)}), and this command configures run {self.run_id}; to continue "
+            "that run, repeat its options with --resume; otherwise give another "
+            "--checkpoint-dir, or --overwrite to delete them.")
+
     def latest(self) -> tuple[Path, dict, dict] | None:
         """The newest checkpoint that loads and belongs to this run, or None when there is none.
 
         A damaged newest file (possible only if the disk itself failed) falls back to the one
-        before; a checkpoint of another run is an error, not something to skip silently."""
+        before, with a warning that names it; a checkpoint of another run is an error, not
+        something to skip."""
         problems = []
         for path in self.files():
             try:
@@ -236,6 +259,9 @@ class RunCheckpoints:
                     f"'{path}' belongs to run {meta.get('run_id')}, but this command configures "
                     f"run {self.run_id}; resume with the same options, or give another "
                     "--checkpoint-dir.")
+            for problem in problems:
+                warnings.warn(f"skipped a newer checkpoint that cannot be read, resuming from "
+                              f"'{path}' instead: {problem}", ForgetlessWarning, stacklevel=2)
             return path, meta, state
         if problems:
             raise CheckpointError("no checkpoint in '" + str(self.folder) + "' could be read: "
@@ -255,10 +281,6 @@ class RunCheckpoints:
 
 
 # ---------------------------------------------------------------------- a learner's file
-LEARNER_SETTINGS = ("epochs", "iterations", "batch_size", "lr", "optimizer_name", "momentum",
-                    "weight_decay", "reset_optimizer", "seed", "eval_batch_size")
-
-
 def _json_or_none(value):
     try:
         return json.loads(json.dumps(value))
@@ -291,7 +313,18 @@ def save_learner(learner, path: str | Path, **meta) -> Path:
     return save_checkpoint(path, {**learner_meta(learner), **meta}, learner.state_dict())
 
 
-def _rebuild_model(meta: dict, where: str):
+def _built(what: str, where: str, build):
+    """``build()``, with a refusal of the checkpoint's settings as a CheckpointError."""
+    try:
+        return build()
+    except ForgetlessError as error:
+        raise CheckpointError(f"'{where}' asks for a {what} this forgetless refuses: "
+                              f"{error}") from None
+
+
+def _rebuild_model(meta: dict, state: dict, where: str):
+    """The model the metadata describes, built first on the meta device (no memory) and
+    compared with the saved weights, so a size the file did not save is never allocated."""
     spec = meta.get("model")
     if not spec:
         raise CheckpointError(
@@ -299,14 +332,25 @@ def _rebuild_model(meta: dict, where: str):
             "pass the same architecture: Learner.load(path, model=...).")
     from forgetless.models import build_model
 
-    return build_model(spec["name"], tuple(spec["input_shape"]), spec["num_outputs"],
-                       **spec["options"])
+    def build():
+        return build_model(spec["name"], tuple(spec["input_shape"]), spec["num_outputs"],
+                           **spec["options"])
+
+    with torch.device("meta"):
+        shapes_only = _built("model", where, build)
+    wanted = sum(t.numel() for t in shapes_only.state_dict().values())
+    saved = sum(t.numel() for t in _saved_model(state, where).values()
+                if isinstance(t, torch.Tensor))
+    if wanted > saved:  # a strategy may wrap or grow the model, never shrink it
+        raise CheckpointError(
+            f"'{where}' describes a model of {wanted:,} values but holds weights for only "
+            f"{saved:,}; the file is damaged: use an earlier checkpoint or a good copy.")
+    return build()
 
 
 def _rebuild_strategy(meta: dict, where: str):
-    parts = meta.get("strategy", {}).get("parts", [])
-    if not parts or not all(p.get("name") and p.get("hyperparameters") is not None
-                            for p in parts):
+    parts = meta["strategy"]["parts"]
+    if not parts or not all(p["hyperparameters"] is not None for p in parts):
         raise CheckpointError(
             f"'{where}' holds a strategy that cannot be rebuilt by name (unregistered, or with "
             "hyper-parameters that are not plain values); pass it: "
@@ -314,7 +358,8 @@ def _rebuild_strategy(meta: dict, where: str):
     from forgetless.strategies import build_strategy
 
     settings = {f"{p['name']}.{k}": v for p in parts for k, v in p["hyperparameters"].items()}
-    return build_strategy("+".join(p["name"] for p in parts), settings)
+    return _built("strategy", where,
+                  lambda: build_strategy("+".join(p["name"] for p in parts), settings))
 
 
 def _adopt_known_tasks(learner, meta: dict) -> None:
@@ -339,10 +384,11 @@ def load_learner(cls, path: str | Path, *, stream=None, model=None, strategy=Non
     """``Learner.load``: rebuild from the file (or the given parts) and restore its state."""
     meta, state = load_checkpoint(path)
     where = str(path)
-    if meta.get("kind") != "learner":
+    if not isinstance(meta, dict) or meta.get("kind") != "learner":
         raise CheckpointError(f"'{where}' is a checkpoint but not of a learner.")
+    check_learner_meta(meta, state, where)
     if model is None:
-        model = _rebuild_model(meta, where)
+        model = _rebuild_model(meta, state, where)
     if strategy is None:
         strategy = _rebuild_strategy(meta, where)
     elif isinstance(strategy, str):
@@ -351,7 +397,8 @@ def load_learner(cls, path: str | Path, *, stream=None, model=None, strategy=Non
         strategy = build_strategy(strategy)
     settings = dict(meta["learner"])
     settings["optimizer"] = settings.pop("optimizer_name")
-    learner = cls(model, strategy, device=device, progress=progress, **settings)
+    learner = _built("learner", where, lambda: cls(model, strategy, device=device,
+                                                   progress=progress, **settings))
     if stream is not None:
         if meta.get("scenario") not in (None, stream.scenario.value):
             raise CheckpointError(

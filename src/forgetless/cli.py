@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import click
 
@@ -50,10 +51,22 @@ def cli() -> None:
     `forgetless compare` to measure every strategy side by side."""
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None,
+                  _default=warnings.showwarning) -> None:
+    """forgetless's own warnings on one line, ``warning: ...``; others as Python shows them."""
+    from forgetless.errors import ForgetlessWarning
+
+    if issubclass(category, ForgetlessWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv=None) -> None:
     """Entry point: user errors print one sentence that says how to fix them, no traceback."""
     from forgetless.errors import ForgetlessError
 
+    warnings.showwarning = _show_warning
     try:
         cli.main(args=argv, prog_name="forgetless", standalone_mode=False)
     except ForgetlessError as error:

@@ -34,6 +34,16 @@ class CheckpointError(ForgetlessError, ValueError):
     """A checkpoint that is corrupt, truncated, or from another architecture or strategy."""
 
 
+class StorageError(ForgetlessError, OSError):
+    """A path that cannot be written: a missing or blocked folder, read-only media, a full
+    disk. Still an ``OSError``, so code that handles disk errors keeps working."""
+
+
+class ForgetlessWarning(UserWarning):
+    """Something the user should notice but that does not stop the work (the CLI prints it on
+    one line as ``warning: ...``)."""
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> ConfigurationError:
     """An error for an unknown registered name, suggesting the nearest known one."""
     known = sorted(known)

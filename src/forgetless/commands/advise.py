@@ -46,7 +46,10 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
     from forgetless.experiments.advise import advise as rank
     from forgetless.experiments.compare import PRESETS, execute, plan
     from forgetless.results.store import RunStore
+    from forgetless.storage import check_writable
 
+    if not no_run:  # it may train and store runs
+        check_writable(store, "--store", in_place=True)
     constraints = Constraints(
         raw_data=raw_data,
         memory_budget=None if memory_budget is None else parse_bytes(memory_budget),

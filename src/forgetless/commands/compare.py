@@ -36,11 +36,11 @@ def default_jobs() -> int:
               help="Torch threads per worker.")
 @store_option
 @click.option("--report", "report_path", default=DEFAULT_REPORT, show_default=True,
-              type=click.Path(dir_okay=False), help="Write the HTML report here.")
+              type=click.Path(), help="Write the HTML report here.")
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
+@click.option("--csv", "csv_path", type=click.Path(),
               help="Also write the table as CSV.")
-@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False),
+@click.option("--markdown", "markdown_path", type=click.Path(),
               help="Also write the table as Markdown.")
 @click.option("--rerun", is_flag=True, help="Train runs again even if the store has them.")
 @click.option("--no-references", is_flag=True, help="Do not add naive and joint.")
@@ -66,6 +66,7 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
     from forgetless.report import write_report
     from forgetless.results.store import RunStore
     from forgetless.results.summary import describe_protocol, format_text, group_runs
+    from forgetless.storage import check_writable
 
     changes, preset_seeds = PRESETS["quick" if quick else "full"]
     config = config_from_options(RunConfig().updated(**changes), **options)
@@ -80,6 +81,10 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
                    settings=parse_settings(settings), references=not no_references,
                    exclude=_split(exclude) or ())
     jobs = default_jobs() if jobs is None else jobs
+    check_writable(store, "--store", in_place=True)
+    check_writable(None if no_report else report_path, "--report")
+    check_writable(csv_path, "--csv")
+    check_writable(markdown_path, "--markdown")
     with RunStore(store) as db:
         if not quiet:
             strategies_run = len({c.strategy for c in configs})

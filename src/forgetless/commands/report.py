@@ -12,7 +12,7 @@ from forgetless.report import DEFAULT_REPORT
 @store_option
 @run_filters
 @click.option("--output", "-o", default=DEFAULT_REPORT, show_default=True,
-              type=click.Path(dir_okay=False), help="The HTML file to write.")
+              type=click.Path(), help="The HTML file to write.")
 @click.option("--title", default="forgetless comparison", show_default=True,
               help="The page's title.")
 def report(store, output, title, **filters) -> None:
@@ -22,7 +22,9 @@ def report(store, output, title, **filters) -> None:
 
     from forgetless.errors import ConfigurationError
     from forgetless.report import write_report
+    from forgetless.storage import check_writable
 
+    check_writable(output, "--output")
     with open_store(store) as db:
         runs = db.select(**selection(**filters))
     if not runs:

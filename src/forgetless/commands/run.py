@@ -15,22 +15,27 @@ from forgetless.commands.options import config_from_options, experiment_options
 @experiment_options
 @click.option("--output", "-o", type=click.Path(), help="Save the run record as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, only the results.")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False),
+@click.option("--checkpoint-dir", type=click.Path(),
               help="Checkpoint after every task in this folder (atomic writes).")
 @click.option("--resume", is_flag=True,
               help="Continue from the newest checkpoint in --checkpoint-dir (same options).")
+@click.option("--overwrite", is_flag=True,
+              help="Delete another run's checkpoints in --checkpoint-dir (refused without it).")
 @click.option("--logger", "logger_specs", multiple=True, metavar="KIND[:WHERE]",
               help="Log to tensorboard[:DIR] or mlflow[:TRACKING_URI] (repeatable; extras "
                    "forgetless[tensorboard] / forgetless[mlflow]).")
-def run(output, quiet, checkpoint_dir, resume, logger_specs, **options) -> None:
+def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, **options) -> None:
     """Train one strategy on one benchmark and print its accuracy matrix and metrics.
 
     Defaults: naive fine-tuning on the embedded split MNIST (5 tasks), class-incremental — the
     textbook picture of catastrophic forgetting."""
     from forgetless.experiments.runner import run as run_experiment
+    from forgetless.storage import check_writable
     from forgetless.tables import format_accuracy_matrix, format_metrics
 
     config = config_from_options(**options)
+    check_writable(output, "--output")
+    check_writable(checkpoint_dir, "--checkpoint-dir", folder=True)
     if not quiet:
         click.echo(f"{config.strategy} on {config.benchmark} {config.source}, "
                    f"{config.scenario}-incremental, {config.tasks} tasks, seed {config.seed}",
@@ -40,7 +45,8 @@ def run(output, quiet, checkpoint_dir, resume, logger_specs, **options) -> None:
     loggers = build_loggers(logger_specs)
     try:
         result = run_experiment(config, progress=None if not quiet else False,
-                                checkpoint_dir=checkpoint_dir, resume=resume, loggers=loggers)
+                                checkpoint_dir=checkpoint_dir, resume=resume, loggers=loggers,
+                                overwrite=overwrite)
     finally:
         for logger in loggers:
             logger.close()

@@ -15,7 +15,7 @@ def _split(values) -> list[str] | None:
 
 def store_option(function):
     return click.option("--store", default=DEFAULT_STORE, show_default=True,
-                        type=click.Path(dir_okay=False),
+                        type=click.Path(),
                         help="The SQLite results store.")(function)
 
 
@@ -48,6 +48,7 @@ def selection(strategies=(), families=(), scenarios=(), benchmarks=(), sources=(
 
 
 def open_store(path, must_exist: bool = True):
+    """The store, opened read-only (so a store on read-only media can be listed)."""
     from pathlib import Path
 
     from forgetless.errors import ConfigurationError
@@ -56,18 +57,16 @@ def open_store(path, must_exist: bool = True):
     if must_exist and not Path(path).exists():
         raise ConfigurationError(f"no results store at '{path}'; run `forgetless compare` "
                                  "first, or name the store with --store.")
-    return RunStore(path)
+    return RunStore(path, readonly=True)
 
 
 def write_exports(groups, csv_path=None, markdown_path=None) -> None:
-    from pathlib import Path
-
     from forgetless.results.summary import to_csv, to_markdown
+    from forgetless.storage import write_atomic
 
     for path, text in ((csv_path, to_csv), (markdown_path, to_markdown)):
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text(groups), encoding="utf-8")
+            write_atomic(path, text(groups), "the table")
             click.echo(f"wrote {path}")
 
 
@@ -76,17 +75,20 @@ def write_exports(groups, csv_path=None, markdown_path=None) -> None:
 @run_filters
 @click.option("--table", is_flag=True,
               help="Print the comparison table of the selected runs instead of the list.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
+@click.option("--csv", "csv_path", type=click.Path(),
               help="Also write the comparison table as CSV.")
-@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False),
+@click.option("--markdown", "markdown_path", type=click.Path(),
               help="Also write the comparison table as Markdown.")
 @click.option("--limit", type=int, help="Show only the newest N runs of the list.")
 def runs(store, table, csv_path, markdown_path, limit, **filters) -> None:
     """List the stored runs that match the filters (all by default), or re-table them
     (--table, --csv, --markdown) without re-running anything."""
     from forgetless.results.summary import format_text, group_runs
+    from forgetless.storage import check_writable
     from forgetless.tables import format_table
 
+    check_writable(csv_path, "--csv")
+    check_writable(markdown_path, "--markdown")
     with open_store(store) as db:
         wanted = selection(**filters)
         if table or csv_path or markdown_path:

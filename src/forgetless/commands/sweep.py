@@ -19,7 +19,7 @@ from forgetless.commands.runs import store_option
               help="Torch threads per run.")
 @click.option("--retries", type=int, default=2, show_default=True,
               help="Ray: times a run is retried when its worker dies.")
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False),
+@click.option("--checkpoint-dir", type=click.Path(),
               help="Ray: checkpoint each run here after every task, so a retried run resumes.")
 @store_option
 @click.option("--dry-run", is_flag=True, help="List the planned runs; train nothing.")
@@ -44,6 +44,7 @@ def sweep(sweep_file, backend, address, jobs, threads, retries, checkpoint_dir, 
     )
     from forgetless.results.store import RunStore
     from forgetless.results.summary import format_text, group_runs
+    from forgetless.storage import check_writable
 
     spec = load_sweep(sweep_file)
     if dry_run:
@@ -57,6 +58,8 @@ def sweep(sweep_file, backend, address, jobs, threads, retries, checkpoint_dir, 
                        f"seed {config.seed}  {settings_text(config, spec.base)}")
         click.echo(f"{len(planned)} runs")
         return
+    check_writable(store, "--store", in_place=True)
+    check_writable(checkpoint_dir, "--checkpoint-dir", folder=True)
     with RunStore(store) as runs:
         outcome = run_sweep(spec, runs, backend=backend, jobs=jobs, threads=threads,
                             address=address, retries=retries, checkpoint_dir=checkpoint_dir,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 import resource
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -14,7 +15,7 @@ import torch
 from forgetless.config import RunConfig, run_id
 from forgetless.data.benchmarks import build_stream
 from forgetless.data.stream import Scenario, Stream
-from forgetless.errors import ConfigurationError
+from forgetless.errors import ConfigurationError, ForgetlessWarning
 from forgetless.learner import Learner, check_scenario
 from forgetless.metrics import summarize
 from forgetless.models import build_model
@@ -101,11 +102,13 @@ def peak_rss_bytes() -> int:
 
 
 def run(config: RunConfig, progress: bool | None = None, checkpoint_dir=None,
-        resume: bool = False, loggers=()) -> RunResult:
+        resume: bool = False, loggers=(), overwrite: bool = False) -> RunResult:
     """Train and measure one configured run.
 
     ``checkpoint_dir``: checkpoint the learner after every task there; with ``resume``,
-    continue from the newest checkpoint of this run (the same config) when there is one.
+    continue from the newest checkpoint of this run (the same config), with a warning when
+    there is none. Without ``resume`` a folder holding another run's checkpoints is refused,
+    unless ``overwrite`` lets this run delete them.
     ``loggers``: experiment loggers (``forgetless.loggers``) given each task's row and the
     finished run."""
     if resume and not checkpoint_dir:
@@ -121,8 +124,12 @@ def run(config: RunConfig, progress: bool | None = None, checkpoint_dir=None,
         from forgetless.checkpoint import RunCheckpoints
 
         checkpoints = RunCheckpoints(checkpoint_dir, experiment.run_id)
-        if resume:
-            checkpoints.resume(learner)
+        if not resume:
+            checkpoints.claim(overwrite)
+        elif checkpoints.resume(learner) is None:
+            warnings.warn(f"--resume: no checkpoint in '{checkpoint_dir}' (check the folder's "
+                          f"name); training run {experiment.run_id} from the start.",
+                          ForgetlessWarning, stacklevel=2)
         meta = {"config": experiment.resolved}
         hooks.insert(0, lambda learner: checkpoints.save(learner, meta))
     fit = learner.fit(experiment.stream,

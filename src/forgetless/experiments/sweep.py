@@ -339,7 +339,7 @@ def train_run(values: dict, checkpoint_dir: str | None, threads: int) -> tuple[s
     torch.set_num_threads(threads)
     try:
         result = run(RunConfig.from_dict(values), progress=False, checkpoint_dir=checkpoint_dir,
-                     resume=checkpoint_dir is not None)
+                     resume=checkpoint_dir is not None and Path(checkpoint_dir).is_dir())
         return "ok", result.to_dict()
     except ForgetlessError as error:
         return "error", str(error)

@@ -151,10 +151,7 @@ def render(runs: list[RunResult], title: str = "forgetless comparison",
 
 def write_report(runs: list[RunResult], path: str | Path, title: str = "forgetless comparison",
                  source: str = "") -> Path:
-    """Write the page atomically and return its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(runs, title, source), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write the page atomically (nothing half-written) and return its path."""
+    from forgetless.storage import write_atomic
+
+    return write_atomic(path, render(runs, title, source), "the report")

@@ -7,7 +7,6 @@ earlier ones wrote.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,13 +46,10 @@ class RunResult:
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
-        return path
+        """Write atomically (``forgetless.storage.write_atomic``: nothing half-written)."""
+        from forgetless.storage import write_atomic
+
+        return write_atomic(path, self.to_json(), "the run record")
 
     @classmethod
     def load(cls, path: str | Path) -> RunResult:

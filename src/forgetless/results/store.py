@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 from forgetless.config import run_id as config_hash
-from forgetless.errors import ConfigurationError
+from forgetless.errors import ConfigurationError, ForgetlessError, StorageError
 from forgetless.results.run_result import RunResult
+from forgetless.storage import storage_error
 
 #: The default store, in the current directory.
 DEFAULT_STORE = "forgetless-runs.db"
@@ -103,55 +105,126 @@ def _row(result: RunResult) -> dict:
 class RunStore:
     """A SQLite file of run records. ``RunStore("runs.db")`` creates it when missing.
 
-    Safe to use from several processes at once (each opens its own ``RunStore``)."""
+    Safe to use from several processes at once (each opens its own ``RunStore``).
+    ``readonly=True`` only reads, so a store on read-only media (or one this user may not
+    write) can still be listed and reported."""
 
-    def __init__(self, path: str | Path = DEFAULT_STORE) -> None:
+    def __init__(self, path: str | Path = DEFAULT_STORE, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         if self.path.is_dir():
             raise ConfigurationError(f"the store '{self.path}' is a folder; give a file name "
                                      "such as forgetless-runs.db.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._create()
+            self._db = self._open_readonly() if readonly else self._open()
         except sqlite3.DatabaseError as error:
+            raise self._error(error) from None
+        try:
+            self._check()
+        except BaseException:
             self._db.close()
-            raise ConfigurationError(
-                f"'{self.path}' is not a forgetless results store ({error}); give another "
-                "--store file."
-            ) from None
+            raise
 
-    def _create(self) -> None:
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise storage_error(error, self.path, "the store") from None
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """``mode=ro``; where even the WAL's shared-memory file cannot be created (read-only
+        media), ``immutable=1``, which reads the file as it is, without locks."""
+        uri = self.path.resolve().as_uri()
+        for flags in ("mode=ro", "immutable=1"):
+            db = sqlite3.connect(f"{uri}?{flags}", uri=True, timeout=BUSY_TIMEOUT_S,
+                                 isolation_level=None)
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return db
+            except sqlite3.OperationalError as error:
+                db.close()
+                if getattr(error, "sqlite_errorname", "") != "SQLITE_CANTOPEN":
+                    raise
+        raise sqlite3.OperationalError(f"cannot open '{self.path}' even as immutable")
+
+    def _error(self, error: sqlite3.DatabaseError) -> ForgetlessError:
+        """A SQLite error as one sentence: a disk problem (full, read-only, unopenable) says
+        that stored runs are intact and how to go on; anything else is not a store."""
+        name = getattr(error, "sqlite_errorname", "")
+        if name.startswith("SQLITE_FULL"):
+            return StorageError(
+                f"the disk holding the store '{self.path}' is full; the runs already stored "
+                "are intact: free some space (or give another --store) and run the same "
+                "command again to continue.")
+        if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM",
+                            "SQLITE_AUTH")):
+            return StorageError(
+                f"cannot write the store '{self.path}' ({error}): it is on read-only media or "
+                "not yours to write; give a writable --store (`forgetless runs` and "
+                "`forgetless report` can still read this one).")
+        if name.startswith("SQLITE_IOERR"):
+            return StorageError(f"the disk failed while writing the store '{self.path}' "
+                                f"({error}); check the disk, or give another --store.")
+        return ConfigurationError(f"'{self.path}' is not a forgetless results store ({error}); "
+                                  "give another --store file.")
+
+    def _check(self) -> None:
+        """Create the table in a new store; refuse a SQLite file of another kind."""
+        if self.readonly:
+            try:
+                self._check_version()
+            except sqlite3.DatabaseError as error:
+                raise self._error(error) from None
+            return
         with self._transaction():
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in self._db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if version == 0 and not tables:
+            if not self._check_version():
                 columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS.items())
                 self._db.execute(f"CREATE TABLE runs ({columns})")
                 for column in ("strategy", "scenario", "protocol", "variant"):
                     self._db.execute(f"CREATE INDEX runs_{column} ON runs ({column})")
                 self._db.execute(f"PRAGMA user_version = {STORE_VERSION}")
-            elif version != STORE_VERSION or "runs" not in tables:
-                raise ConfigurationError(
-                    f"'{self.path}' is a SQLite file but not a forgetless store of version "
-                    f"{STORE_VERSION} (it has version {version}); give another --store file."
-                )
 
+    def _check_version(self) -> bool:
+        """Whether the file holds a store of this version (False: an empty SQLite file)."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and not tables and not self.readonly:
+            return False
+        if version != STORE_VERSION or "runs" not in tables:
+            raise ConfigurationError(
+                f"'{self.path}' is a SQLite file but not a forgetless store of version "
+                f"{STORE_VERSION} (it has version {version}); give another --store file.")
+        return True
+
+    @contextmanager
     def _transaction(self):
+        """One ``BEGIN IMMEDIATE`` transaction: all of it is written, or none (a full disk
+        rolls it back and leaves the runs already stored as they were)."""
         db = self._db
-
-        class _Tx:
-            def __enter__(self):
-                db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, kind, value, traceback):
-                db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-        return _Tx()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite may already have rolled it back
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
+        except sqlite3.DatabaseError as error:
+            raise self._error(error) from None
 
     # ------------------------------------------------------------------ writing
     def put(self, result: RunResult, replace: bool = True) -> bool:
