@@ -252,3 +252,160 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_matrix(tmp_path)
 def test_decode_rejects_empty_data():
     with pytest.raises(CheckpointError, match="not a forgetless checkpoint"):
         decode(b"")
+
+
+# ---------------------------------------------------------------------- never lose a run
+def test_another_run_in_the_same_checkpoint_dir_is_refused_unless_overwrite(tmp_path):
+    torch.set_num_threads(1)
+    folder = tmp_path / "ck"
+    first = run(small_config(), progress=False, checkpoint_dir=folder)
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    other = small_config(seed=4)
+    with pytest.raises(CheckpointError) as refused:
+        run(other, progress=False, checkpoint_dir=folder)
+    message = str(refused.value)
+    assert f"holds checkpoints of another run ({first.run_id})" in message
+    for choice in ("--resume", "another --checkpoint-dir", "--overwrite"):
+        assert choice in message
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved  # nothing lost
+
+    again = run(small_config(), progress=False, checkpoint_dir=folder)  # the same run: allowed
+    assert again.accuracy_matrix == first.accuracy_matrix
+    second = run(other, progress=False, checkpoint_dir=folder, overwrite=True)
+    owners = RunCheckpoints(folder, second.run_id).owners()
+    assert sorted(p.name for p in owners) == ["task-005.ckpt", "task-004.ckpt"][::-1]
+    assert set(owners.values()) == {second.run_id}
+
+
+def test_the_cli_names_the_choices_and_overwrite_deletes_the_other_run(tmp_path, capsys):
+    from fake_runs import run_cli
+
+    folder = tmp_path / "ck"
+    args = ["run", "--source", "digits", "--iterations", "2", "--hidden", "8", "--quiet",
+            "--checkpoint-dir", str(folder)]
+    assert run_cli(capsys, *args)[0] == 0
+    saved = {p.name: p.read_bytes() for p in folder.iterdir()}
+    status, _, err = run_cli(capsys, *args, "--seed", "1")
+    assert status == 2 and err.startswith("error: --checkpoint-dir") and err.count("\n") == 1
+    assert "--overwrite to delete them" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == saved
+    status, out, err = run_cli(capsys, *args, "--seed", "1", "--overwrite")
+    assert status == 0, err
+    assert not set(saved.items()) & {(p.name, p.read_bytes()) for p in folder.iterdir()}
+
+
+def test_resume_with_no_checkpoint_says_so_and_trains_from_the_start(tmp_path, capsys):
+    from fake_runs import run_cli
+    from forgetless.errors import ForgetlessWarning
+
+    folder = tmp_path / "mistyped"
+    with pytest.warns(ForgetlessWarning, match=f"--resume: no checkpoint in '{folder}'"):
+        result = run(small_config(tasks=5), progress=False, checkpoint_dir=folder, resume=True)
+    assert len(result.accuracy_matrix) == 5
+    status, out, err = run_cli(capsys, "run", "--source", "digits", "--iterations", "2",
+                               "--quiet", "--checkpoint-dir", str(tmp_path / "other"),
+                               "--resume")
+    assert status == 0
+    assert err.startswith(f"warning: --resume: no checkpoint in '{tmp_path / 'other'}'")
+    assert err.count("\n") == 1 and "run id" in out
+
+
+def test_an_unreadable_newest_checkpoint_is_skipped_with_a_warning(digits_streams, tmp_path):
+    from forgetless.errors import ForgetlessWarning
+
+    stream = digits_streams["class"]
+    learner = tiny_learner(stream)
+    checkpoints = RunCheckpoints(tmp_path, "r1")
+    for task in stream.tasks[:2]:
+        learner.learn(task)
+        checkpoints.save(learner, {})
+    newest = tmp_path / "task-002.ckpt"
+    newest.write_bytes(newest.read_bytes()[:-10])
+    with pytest.warns(ForgetlessWarning) as warned:
+        path, meta, _ = checkpoints.latest()
+    assert path.name == "task-001.ckpt" and meta["run_id"] == "r1"
+    assert len(warned) == 1 and f"'{newest}' is truncated" in str(warned[0].message)
+    assert "resuming from" in str(warned[0].message)
+
+
+def damaged_copy(path: Path, tmp_path: Path, change) -> Path:
+    """``path``'s checkpoint with its metadata edited by ``change(meta)`` (checksum valid)."""
+    meta, state = load_checkpoint(path)
+    change(meta)
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(encode(meta, state))
+    return damaged
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["learner"].update(bogus=1), r"'learner' has unknown keys 'bogus'"),
+    (lambda m: m["learner"].update(lr="fast"), r"'learner.lr' must be a number, not 'fast'"),
+    (lambda m: m["learner"].pop("seed"), r"'learner.seed' is missing"),
+    (lambda m: m["model"]["options"].update(width=3), r"asks for a model this forgetless "
+                                                       r"refuses: model 'mlp'.*width"),
+    (lambda m: m["model"].update(num_outputs="10"), r"'model.num_outputs' must be a positive"),
+    (lambda m: m["strategy"]["parts"][0]["hyperparameters"].update(lamb=1.0),
+     r"asks for a strategy this forgetless refuses: .*lamb"),
+    (lambda m: m.update(num_outputs=10 ** 9), r"'num_outputs' is 1000000000, but the saved "
+                                               r"output mask has 10 units"),
+    (lambda m: m["tasks"][0].update(classes=[0, 10 ** 9]), r"'tasks\[0\].classes' must be "
+                                                            r"output units 0..9"),
+    (lambda m: m.update(tasks=m["tasks"] * 3), r"lists 15 tasks, but the saved output mask "
+                                                r"has 5"),
+])
+def test_damaged_metadata_is_refused_before_anything_is_built(change, message, digits_streams,
+                                                              tmp_path):
+    learner = tiny_learner(digits_streams["class"])
+    learner.learn(digits_streams["class"][0])
+    damaged = damaged_copy(learner.save(tmp_path / "l.ckpt"), tmp_path, change)
+    with pytest.raises(CheckpointError, match=message):
+        Learner.load(damaged)
+
+
+def test_a_model_larger_than_the_saved_weights_is_never_allocated(digits_streams, tmp_path):
+    """hidden=[60000, 60000] would allocate 14 GB; under a 3 GiB address-space limit, building
+    it would fail with an allocation error instead of the CheckpointError."""
+    learner = tiny_learner(digits_streams["class"])
+    damaged = damaged_copy(learner.save(tmp_path / "l.ckpt"), tmp_path,
+                           lambda m: m["model"]["options"].update(hidden=[60000, 60000]))
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+            "from forgetless.learner import Learner\n"
+            "from forgetless.errors import CheckpointError\n"
+            "try:\n"
+            f"    Learner.load({str(damaged)!r})\n"
+            "except CheckpointError as error:\n"
+            "    print(error)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC}, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]
+    wanted = 64 * 60000 + 60000 + 60000 * 60000 + 60000 + 60000 * 10 + 10  # 8x8 in, 10 out
+    saved = 64 * 32 + 32 + 32 * 10 + 10
+    assert f"describes a model of {wanted:,} values but holds weights for only {saved:,};" in \
+        result.stdout
+
+
+class Shell:
+    """A pickle that would run a shell command when unpickled by an unsafe loader."""
+
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_the_refused_global_is_named_in_full(tmp_path):
+    refused = f"'{os.system.__module__}.system'"
+    with pytest.raises(CheckpointError, match=f"safe load refuses .*{refused}"):
+        save_checkpoint(tmp_path / "x.ckpt", {}, {"x": Shell()})
+    import hashlib
+
+    buffer = io.BytesIO()
+    torch.save({"meta_json": "{}", "state": {"x": Shell()}}, buffer)
+    body = buffer.getvalue()
+    path = tmp_path / "evil.ckpt"
+    path.write_bytes(b"%s 1 %s %d\n" % (MAGIC, hashlib.sha256(body).hexdigest().encode(),
+                                        len(body)) + body)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert f"it refers to the Python object {refused}, which a safe load refuses" in message
+    assert "\n" not in message and "\x1b" not in message and message.endswith("not loaded.")

@@ -63,14 +63,14 @@ def encode(meta: dict, state: dict) -> bytes:
 
 
 def refusal(error: Exception) -> str:
-    """What torch's safe loader refused, in one line: the refused global named in full (its
-    message is several lines, the name only on the last ones)."""
+    """What torch's safe loader refused, on one line: the refused global named in full (torch's
+    message is several lines, and the name is on the last ones)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    found = re.search(r"Unsupported global: GLOBAL ([^\s]+)", text)
+    found = re.search(r"GLOBAL ([^\s]+)", text)
     if found:
         return f"it refers to the Python object '{found.group(1)}', which a safe load refuses"
     found = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
-    line = found.group(1) if found else (text.strip().splitlines() or [""])[0]
+    line = found.group(1) if found else " ".join(text.split())
     return f"{type(error).__name__}: {line.strip()}" if line.strip() else type(error).__name__
 
 

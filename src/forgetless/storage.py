@@ -84,8 +84,11 @@ def check_writable(path: str | Path | None, what: str = "file", *, folder: bool 
     if blocker is not None:
         raise StorageError(f"cannot write {what} '{path}': '{blocker}' is a file, not a "
                            "folder; move it away or give another path.")
-    if in_place and path.exists() and not os.access(path, os.W_OK):
-        raise storage_error(OSError(errno.EACCES, "Permission denied"), path, what)
+    if in_place and path.exists():
+        try:  # opened for writing, not truncated or changed
+            os.close(os.open(path, os.O_WRONLY))
+        except OSError as error:
+            raise storage_error(error, path, what) from None
     probe = _nearest_existing(path if folder else path.parent) / \
         f".forgetless-probe-{os.getpid()}.tmp"
     try:
