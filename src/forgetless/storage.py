@@ -76,6 +76,15 @@ def check_writable(path: str | Path | None, what: str = "file", *, folder: bool 
     if path is None:
         return
     path = Path(path)
+    try:
+        _check_writable(path, what, folder, in_place)
+    except StorageError:
+        raise
+    except OSError as error:  # e.g. a folder on the way that this user may not enter
+        raise storage_error(error, path, what) from None
+
+
+def _check_writable(path: Path, what: str, folder: bool, in_place: bool) -> None:
     if path.is_dir() and not folder:
         raise StorageError(f"cannot write {what} '{path}': it is a folder; give a file name.")
     if path.exists() and folder and not path.is_dir():
@@ -85,10 +94,7 @@ def check_writable(path: str | Path | None, what: str = "file", *, folder: bool 
         raise StorageError(f"cannot write {what} '{path}': '{blocker}' is a file, not a "
                            "folder; move it away or give another path.")
     if in_place and path.exists():
-        try:  # opened for writing, not truncated or changed
-            os.close(os.open(path, os.O_WRONLY))
-        except OSError as error:
-            raise storage_error(error, path, what) from None
+        os.close(os.open(path, os.O_WRONLY))  # opened for writing, not truncated or changed
     probe = _nearest_existing(path if folder else path.parent) / \
         f".forgetless-probe-{os.getpid()}.tmp"
     try:
@@ -98,8 +104,6 @@ def check_writable(path: str | Path | None, what: str = "file", *, folder: bool 
             os.fsync(fd)
         finally:
             os.close(fd)
-    except OSError as error:
-        raise storage_error(error, path, what) from None
     finally:
         try:
             probe.unlink(missing_ok=True)
