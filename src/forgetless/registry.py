@@ -42,12 +42,19 @@ class Registry(Generic[T]):
         for module in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
             importlib.import_module(module.name)
 
-    def get(self, name: str) -> T:
+    def canonical(self, name: str) -> str:
+        """The registered spelling of ``name``: names match case-insensitively (``EWC`` is
+        ``ewc``), so a run id never depends on how a user typed a name."""
         self._ensure_discovered()
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise unknown_name(self.kind, name, self._entries) from None
+        if name in self._entries:
+            return name
+        by_lower = {k.lower(): k for k in self._entries}
+        if str(name).lower() in by_lower:
+            return by_lower[str(name).lower()]
+        raise unknown_name(self.kind, str(name), self._entries)
+
+    def get(self, name: str) -> T:
+        return self._entries[self.canonical(name)]
 
     def names(self) -> list[str]:
         self._ensure_discovered()

@@ -24,7 +24,7 @@ def report(store, output, title, **filters) -> None:
     from forgetless.report import write_report
 
     with open_store(store) as db:
-        runs = db.select(**selection(**filters))
+        runs = db.select(**selection(db, **filters))
     if not runs:
         raise ConfigurationError(f"no stored runs in '{store}' match these filters; "
                                  "`forgetless runs` lists what is there.")

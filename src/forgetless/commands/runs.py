@@ -38,12 +38,40 @@ def run_filters(function):
     return function
 
 
-def selection(strategies=(), families=(), scenarios=(), benchmarks=(), sources=(), seeds=(),
-              protocols=(), run_ids=()) -> dict:
-    """The filter options as ``RunStore.select`` keywords."""
-    return {"strategy": _split(strategies), "family": _split(families),
-            "scenario": _split(scenarios), "benchmark": _split(benchmarks),
-            "source": _split(sources), "seed": list(seeds) or None,
+def selection(db=None, strategies=(), families=(), scenarios=(), benchmarks=(), sources=(),
+              seeds=(), protocols=(), run_ids=()) -> dict:
+    """The filter options as ``RunStore.select`` keywords. Names are checked like `run`'s
+    options (case ignored, a suggestion for a typo): a filter that can match nothing is an
+    error, not an empty list. Names the registry lacks pass when the store ``db`` holds them."""
+    from forgetless.data.stream import Scenario
+    from forgetless.strategies import FAMILIES
+
+    def checked(values, kind, column, registered):
+        names = _split(values)
+        if names is None:
+            return None
+        stored = db.distinct(column) if db is not None else set()
+        known = {str(k) for k in registered} | {str(k) for k in stored if k is not None}
+        result = []
+        for name in names:
+            match = next((k for k in known if k.lower() == name.lower()), None)
+            if match is None:
+                from forgetless.errors import unknown_name
+
+                raise unknown_name(kind, name, known)
+            result.append(match)
+        return result
+
+    from forgetless.data.benchmarks import BENCHMARKS
+    from forgetless.data.sources import SOURCES
+    from forgetless.strategies import STRATEGIES
+
+    return {"strategy": checked(strategies, "strategy", "strategy", STRATEGIES.names()),
+            "family": checked(families, "family", "family", FAMILIES),
+            "scenario": [Scenario.parse(s).value for s in _split(scenarios) or ()] or None,
+            "benchmark": checked(benchmarks, "benchmark", "benchmark", BENCHMARKS.names()),
+            "source": checked(sources, "source", "source", SOURCES.names()),
+            "seed": list(seeds) or None,
             "protocol": _split(protocols), "run_id": _split(run_ids)}
 
 
@@ -88,7 +116,7 @@ def runs(store, table, csv_path, markdown_path, limit, **filters) -> None:
     from forgetless.tables import format_table
 
     with open_store(store) as db:
-        wanted = selection(**filters)
+        wanted = selection(db, **filters)
         if table or csv_path or markdown_path:
             groups = group_runs(db.select(**wanted))
             if table:

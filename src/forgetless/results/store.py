@@ -184,16 +184,26 @@ class RunStore:
     def run_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT run_id FROM runs")}
 
+    def distinct(self, column: str) -> set:
+        """The values a filter column holds, e.g. ``distinct("strategy")``."""
+        if column not in FILTERS:
+            raise ConfigurationError(f"cannot list '{column}'; columns: {', '.join(FILTERS)}.")
+        return {r[0] for r in self._db.execute(f"SELECT DISTINCT {column} FROM runs")}
+
     def get(self, run_id: str) -> RunResult:
-        """One run by id (a unique prefix is enough)."""
-        rows = self._db.execute("SELECT record FROM runs WHERE run_id LIKE ? ESCAPE '\\' "
-                                "LIMIT 2",
+        """One run by id (a unique prefix is enough); an ambiguous prefix lists its matches."""
+        rows = self._db.execute("SELECT run_id, strategy, scenario, seed, record FROM runs "
+                                "WHERE run_id LIKE ? ESCAPE '\\' ORDER BY run_id LIMIT 6",
                                 (_escape_like(run_id) + "%",)).fetchall()
-        if len(rows) != 1:
-            what = "no run" if not rows else "more than one run"
-            raise ConfigurationError(f"{what} in '{self.path}' has an id starting with "
+        if not rows:
+            raise ConfigurationError(f"no run in '{self.path}' has an id starting with "
                                      f"'{run_id}'; `forgetless runs` lists the ids.")
-        return RunResult.from_dict(json.loads(rows[0][0]))
+        if len(rows) > 1:
+            shown = "; ".join(f"{r[0][:12]} ({r[1]} {r[2]} seed {r[3]})" for r in rows[:5])
+            more = ", and more" if len(rows) > 5 else ""
+            raise ConfigurationError(f"'{run_id}' is the start of several run ids in "
+                                     f"'{self.path}': {shown}{more}; give more characters.")
+        return RunResult.from_dict(json.loads(rows[0][4]))
 
     def get_many(self, run_ids: Iterable[str]) -> dict[str, RunResult]:
         """The stored runs among ``run_ids`` (full ids), by id; missing ones are left out."""
