@@ -7,7 +7,7 @@ import os
 import click
 
 from forgetless.commands.options import config_from_options, experiment_options
-from forgetless.commands.runs import _split, store_option, write_exports
+from forgetless.commands.runs import _split, store_option, wide_option, write_exports
 from forgetless.report import DEFAULT_REPORT
 
 
@@ -45,9 +45,10 @@ def default_jobs() -> int:
 @click.option("--rerun", is_flag=True, help="Train runs again even if the store has them.")
 @click.option("--no-references", is_flag=True, help="Do not add naive and joint.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@wide_option
 @experiment_options
 def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, store, report_path,
-            no_report, csv_path, markdown_path, rerun, no_references, quiet, scenario,
+            no_report, csv_path, markdown_path, rerun, no_references, quiet, wide, scenario,
             **options) -> None:
     """Compare strategies side by side: ACC, forgetting, BWT, FWT (mean ± sd over seeds),
     train time, memory, what each stores and needs, grouped by family.
@@ -97,7 +98,7 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
             raise SystemExit(130) from None
         stored = len(db)
     groups = group_runs(runs)
-    click.echo(format_text(groups))
+    click.echo(format_text(groups, wide=wide))
     click.echo("")
     write_exports(groups, csv_path, markdown_path)
     click.echo(f"store: {Path(store).resolve()} ({stored} runs; {outcome.trained} trained now, "
