@@ -99,11 +99,15 @@ def format_columns(columns: list[Column], items: list) -> str:
                         align="".join(c.align for c in columns))
 
 
-def wrap(text: str, width: int | None) -> str:
-    """A paragraph wrapped to ``width`` (None: left as one line)."""
+def wrap(text: str, width: int | None, indent: str = "") -> str:
+    """A paragraph wrapped to ``width`` (None: left as one line); continuation lines start with
+    ``indent``."""
     import textwrap
 
-    return text if width is None else "\n".join(textwrap.wrap(text, width) or [""])
+    if width is None:
+        return text
+    return "\n".join(textwrap.wrap(text, width, subsequent_indent=indent,
+                                    break_on_hyphens=False) or [""])
 
 
 def shorten(text: str, width: int) -> str:
