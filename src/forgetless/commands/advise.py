@@ -37,15 +37,28 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
 
     Example: forgetless advise --no-raw-data --memory-budget 5MB --compute-budget 2x
     --task-id unknown. Measurements come from the results store; when it has none for the
-    scenario, a quick comparison runs first; registered strategies the store lacks are measured
-    on the stored protocol (both are stored for next time)."""
+    scenario, the strategies your constraints allow (and naive, the reference) are measured
+    first, on the quick protocol; strategies the store lacks are measured on the stored
+    protocol (both are stored for next time). It says how many runs and about how long
+    before it trains; --no-run trains and creates nothing."""
+    from pathlib import Path
+
     from forgetless.commands.compare import default_jobs, report_failures
     from forgetless.config import RunConfig
     from forgetless.errors import ConfigurationError
-    from forgetless.experiments.advise import Constraints, missing_runs, parse_bytes, parse_multiple
+    from forgetless.experiments.advise import (
+        REFERENCE,
+        Constraints,
+        allowed_strategies,
+        missing_runs,
+        parse_bytes,
+        parse_multiple,
+    )
     from forgetless.experiments.advise import advise as rank
     from forgetless.experiments.compare import PRESETS, execute, plan
+    from forgetless.experiments.costs import CostModel, estimate
     from forgetless.results.store import RunStore
+    from forgetless.strategies import STRATEGIES
 
     constraints = Constraints(
         raw_data=raw_data,
@@ -53,9 +66,15 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
         compute_budget=None if compute_budget is None else parse_multiple(compute_budget),
         task_id=task_id == "known", scenario=scenario)
     wanted = constraints.resolved_scenario()
+    if no_run and not Path(store).is_file():  # --no-run creates nothing, not even a store
+        raise ConfigurationError(
+            f"there is no results store at '{store}' to advise from; run `forgetless compare` "
+            "first, name the store with --store, or drop --no-run.")
+    jobs = default_jobs() if jobs is None else jobs
     with RunStore(store) as db:
         runs = db.select(scenario=wanted)
-        todo = missing_runs(runs, constraints, benchmark, source)
+        costs = CostModel.from_store(db)
+        todo = missing_runs(runs, constraints, benchmark, source, costs=costs)
         if todo is None:
             if no_run:
                 raise ConfigurationError(
@@ -63,14 +82,19 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
                     "`forgetless compare` first, or drop --no-run.")
             changes, seeds = PRESETS["quick"]
             base = RunConfig().updated(benchmark=benchmark, source=source, **changes)
-            todo = plan(base, scenarios=[wanted], seeds=range(seeds))
-            click.echo(f"no measured {wanted}-incremental runs in {store}: running a quick "
-                       f"comparison first ({len(todo)} runs)...", err=True)
-        elif todo and not no_run:
-            click.echo(f"measuring {len(todo)} run(s) of strategies the store lacks: "
-                       f"{', '.join(sorted({c.strategy for c in todo}))}...", err=True)
+            names = [REFERENCE] + allowed_strategies(constraints, dict(STRATEGIES.items()),
+                                                     costs)
+            todo = plan(base, strategies=names, scenarios=[wanted], seeds=range(seeds),
+                        references=False)
+            what = f"no measured {wanted}-incremental runs in {store}: measuring"
+        else:
+            what = "measuring strategies the store lacks:"
         if todo and not no_run:
-            outcome = execute(todo, db, jobs=default_jobs() if jobs is None else jobs,
+            guess = estimate(todo, costs, jobs)
+            click.echo(f"{what} {', '.join(dict.fromkeys(c.strategy for c in todo))} (what "
+                       f"your constraints allow, and naive as the reference): {len(todo)} "
+                       f"runs on {jobs} worker(s), {guess.describe()}...", err=True)
+            outcome = execute(todo, db, jobs=jobs,
                               echo=lambda line: click.echo(line, err=True))
             if outcome.failures:  # advise from the runs that did finish
                 report_failures(outcome)

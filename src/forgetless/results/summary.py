@@ -56,6 +56,12 @@ class Stat:
         sd = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         return cls(float(values.mean()), sd)
 
+    def within_spread(self, other: Stat) -> bool:
+        """Do the two means differ by no more than the larger of the two sds over seeds? Then
+        the difference is not significant. False when neither has an sd (one seed each)."""
+        spreads = [s for s in (self.sd, other.sd) if not math.isnan(s)]
+        return bool(spreads) and abs(self.mean - other.mean) <= max(spreads)
+
     def percent(self, digits: int = 1) -> str:
         text = f"{100 * self.mean:.{digits}f}"
         return text if math.isnan(self.sd) else f"{text} ± {100 * self.sd:.{digits}f}"
@@ -166,14 +172,15 @@ def _label_variants(rows: list[Row]) -> None:
 #: The marks ``mark_winners`` gives, and the rule, said once for every table's footnote.
 WINNER, TIED = "*", "~"
 MARK_RULE = (f"{WINNER} best ACC of the continual learners (bounds joint and cumulative left "
-             f"out); {TIED} tied with it: its mean ACC lies within one sd over seeds of the "
-             "best's mean, so the difference is not a win. With one seed nothing is tied.")
+             f"out); {TIED} tied with it: the two mean ACCs differ by no more than the larger of "
+             "their sds over seeds, so the difference is not a win. With one seed nothing is "
+             "tied.")
 
 
 def mark_winners(rows: list[Row]) -> None:
-    """Mark the best non-bound row by mean ACC (``WINNER``) and every non-bound row whose mean
-    is within the best's sample sd over seeds (``TIED``): a difference inside the seeds'
-    spread is not a win. One seed has no sd, so only the best is marked."""
+    """Mark the best non-bound row by mean ACC (``WINNER``) and every non-bound row within the
+    seeds' spread of it (``TIED``, ``Stat.within_spread``): a difference inside the spread is
+    not a win. One seed has no sd, so only the best is marked."""
     for row in rows:
         row.mark = ""
     learners = [r for r in rows if not is_bound(r.strategy)]
@@ -181,11 +188,8 @@ def mark_winners(rows: list[Row]) -> None:
         return
     best = max(learners, key=lambda r: r.stats["acc"].mean)
     best.mark = WINNER
-    spread = best.stats["acc"].sd
-    if math.isnan(spread):
-        return
     for row in learners:
-        if row is not best and best.stats["acc"].mean - row.stats["acc"].mean <= spread:
+        if row is not best and row.stats["acc"].within_spread(best.stats["acc"]):
             row.mark = TIED
 
 
