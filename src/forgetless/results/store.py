@@ -59,6 +59,20 @@ FILTERS = ("strategy", "family", "benchmark", "source", "scenario", "tasks", "se
            "variant", "run_id")
 
 
+#: Config fields ``to_frame`` copies next to the listing columns.
+FRAME_CONFIG = ("model", "epochs", "iterations", "batch_size", "lr", "optimizer")
+
+
+def to_frame(path: str | Path = DEFAULT_STORE, **filters):
+    """``forgetless.results.to_frame("forgetless-runs.db", scenario="class")``: the stored runs
+    as a pandas DataFrame (see ``RunStore.to_frame``); the store must exist."""
+    if not Path(path).is_file():
+        raise ConfigurationError(f"no results store at '{path}'; run `forgetless compare` "
+                                 "first, or give the store's path.")
+    with RunStore(path) as store:
+        return store.to_frame(**filters)
+
+
 def protocol_key(config: dict) -> str:
     """What runs are compared on: the config without strategy, scenario and seed."""
     rest = {k: v for k, v in config.items()
@@ -249,6 +263,30 @@ class RunStore:
         rows = self._db.execute(f"SELECT {', '.join(names)} FROM runs{where} "
                                 "ORDER BY created, run_id", values).fetchall()
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def to_frame(self, **filters):
+        """The matching runs as a pandas DataFrame, one row per run, oldest first: the listing
+        columns (run id, strategy, family, scenario, ACC, forgetting, costs, ...), the training
+        budget from the config, each hyper-parameter as ``param.<strategy>.<name>``, and the
+        accuracy matrix. Needs pandas: ``pip install "forgetless[pandas]"``."""
+        try:
+            import pandas as pd
+        except ModuleNotFoundError:
+            raise ConfigurationError('to_frame needs pandas: pip install "forgetless[pandas]".') \
+                from None
+        rows = []
+        for run in self.select(**filters):
+            row = {k: v for k, v in _row(run).items() if k != "record"}
+            config = run.config
+            row.update({k: config.get(k) for k in FRAME_CONFIG})
+            row.update({f"param.{k}": v for k, v in config.get("strategy_params", {}).items()})
+            row["accuracy_matrix"] = run.accuracy_matrix
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        for column in ("stores_raw_data", "needs_task_id"):
+            if column in frame:
+                frame[column] = frame[column].astype(bool)
+        return frame
 
     def close(self) -> None:
         self._db.close()
