@@ -30,8 +30,7 @@ def sweep(sweep_file, backend, address, jobs, threads, retries, checkpoint_dir, 
     hyper-parameters, scenarios and seeds. Every run lands in the results store under its run
     id; runs already there are skipped, so a sweep run again trains only what is missing.
     With [tune], hyper-parameters are chosen on the first tasks or a validation split and the
-    chosen ones are run on the full stream (see `forgetless.experiments.sweep` for the file
-    format)."""
+    chosen ones are run on the full stream (the file format, with examples: docs/sweeps.md)."""
     from forgetless.commands.compare import report_failures
     from forgetless.experiments.compare import planned_run_id
     from forgetless.experiments.sweep import (
