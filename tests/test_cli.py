@@ -37,7 +37,8 @@ def test_list_shows_strategies_with_their_constraints():
     assert result.returncode == 0, result.stderr
     for name in ("naive", "joint", "cumulative", "split", "permuted", "rotated", "mnist"):
         assert name in result.stdout
-    assert "raw data" in result.stdout and "task id" in result.stdout
+    assert "raw: stores raw training samples" in result.stdout
+    assert "tid: needs the task id" in result.stdout
 
 
 def test_config_file_and_command_line_precedence(tmp_path):

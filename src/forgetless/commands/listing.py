@@ -16,12 +16,12 @@ def list_() -> None:
     from forgetless.models import MODELS
     from forgetless.results.summary import SCENARIO_ORDER, yes_no
     from forgetless.strategies import STRATEGIES
-    from forgetless.tables import format_table, shorten, table_width, terminal_width, wrap
+    from forgetless.tables import format_table, table_width, terminal_width, wrap
 
     width = terminal_width()
     click.echo("benchmarks:")
     for name, builder in BENCHMARKS.items():
-        click.echo(shorten(f"  {name:<12} {first_sentence(builder)}", width))
+        click.echo(wrap(f"  {name:<12} {first_sentence(builder)}", width, " " * 15))
     click.echo(wrap("sources:    " + ", ".join(SOURCES.names()), width))
     click.echo(wrap("models:     " + ", ".join(MODELS.names()), width))
     click.echo("\nstrategies:")
