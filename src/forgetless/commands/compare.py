@@ -25,9 +25,10 @@ def default_jobs() -> int:
               help="A hyper-parameter (repeatable): --set ewc.lam=100 for one strategy, "
                    "--set lam=100 for every strategy that takes lam.")
 @click.option("--quick/--full", default=True,
-              help="Budget: --quick (default) is 3 epochs per task and 3 seeds, a few "
-                   "minutes for the whole registry on 2 CPU cores; --full is 5 epochs per "
-                   "task and 5 seeds. --epochs, --iterations and --seeds override either.")
+              help="Budget: --quick (default) is 3 epochs per task and 3 seeds, about 2 "
+                   "minutes for the whole registry on an idle 2-core machine (--dry-run "
+                   "estimates it); --full is 5 epochs per task and 5 seeds. --epochs, "
+                   "--iterations and --seeds override either.")
 @click.option("--seeds", "seed_count", type=int,
               help="Number of seeds, counted from --seed (default 0).")
 @click.option("--jobs", "-j", type=int, help="Worker processes (default 2; 1 trains in this "

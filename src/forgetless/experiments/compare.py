@@ -9,9 +9,9 @@ results store; the table is built from the store.
 - ``compare`` does both and returns the runs of the comparison, read back from the store.
 
 Budgets (``PRESETS``): ``quick`` (the default of ``forgetless compare``) is 3 epochs per task
-and 3 seeds, which keeps the whole registry on the embedded split MNIST within a few minutes on
-two CPU cores (see benchmarks/compare.md); ``full`` is the default run protocol (5 epochs per
-task) over 5 seeds.
+and 3 seeds, which keeps the whole registry on the embedded split MNIST at about 2 minutes on
+an idle 2-core machine (see benchmarks/compare.md; ``experiments.costs`` estimates a plan);
+``full`` is the default run protocol (5 epochs per task) over 5 seeds.
 """
 
 from __future__ import annotations
@@ -111,11 +111,14 @@ def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
 
     base = base or RunConfig()
     settings = dict(settings or {})
+    from forgetless.strategies import canonical_spec
+
     explicit = strategies is not None
-    names = list(dict.fromkeys(strategies if explicit else default_strategies()))
+    names = list(dict.fromkeys(canonical_spec(n) for n in (strategies if explicit
+                                                           else default_strategies())))
     if references:
         names = [n for n in REFERENCE_STRATEGIES if n not in names] + names
-    excluded = set(exclude)
+    excluded = {canonical_spec(n) for n in exclude}
     names = [n for n in names if n not in excluded]
     if not names:
         raise ConfigurationError("no strategies to compare; e.g. --strategies ewc,er.")
