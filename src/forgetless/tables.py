@@ -109,7 +109,3 @@ def wrap(text: str, width: int | None, indent: str = "") -> str:
     return "\n".join(textwrap.wrap(text, width, subsequent_indent=indent,
                                     break_on_hyphens=False) or [""])
 
-
-def shorten(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, ending in '…' when cut."""
-    return text if len(text) <= width else text[:max(0, width - 1)].rstrip() + "…"

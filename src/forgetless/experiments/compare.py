@@ -302,7 +302,7 @@ def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: i
 
         # tqdm's own ETA assumes runs of equal cost; ours weighs each by its expected cost.
         bar = tqdm(total=len(todo), desc="compare", unit="run", dynamic_ncols=True,
-                   bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed} {postfix}")
+                   bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}")
         bar.set_postfix_str(eta.text(), refresh=False)
 
     def finished(config: RunConfig, rid: str, status: str, payload) -> None:
