@@ -134,7 +134,10 @@ def test_constraints_nothing_satisfies_get_a_clear_message_not_a_crash():
     assert "No strategy satisfies these constraints." in text
     assert "Relaxing the memory constraint alone would admit lwf" in text
     empty = advise(Constraints(), [], STRATEGIES)
-    assert empty.choices == [] and "Nothing measured comes close" in empty.format()
+    assert empty.choices == []
+    hint = next(line for line in empty.format().splitlines() if line.startswith("Not measured"))
+    assert "ewc" in hint and "er" in hint and "pnn" not in hint  # pnn needs the task id
+    assert "without --no-run" in hint
     assert empty.exclusions and all(
         "not measured" in e.reason or "task id" in e.reason for e in empty.exclusions)
 

@@ -17,9 +17,10 @@ from forgetless.commands.runs import store_option
 @click.option("--compute-budget", metavar="MULTIPLE",
               help="Train time allowed, as a multiple of plain fine-tuning, e.g. 2x "
                    "(default unlimited).")
-@click.option("--task-id", type=click.Choice(["known", "unknown"]), default="unknown",
+@click.option("--task-id", type=click.Choice(["known", "unknown"], case_sensitive=False),
+              default="unknown",
               show_default=True, help="Is the task id given at test time?")
-@click.option("--scenario", type=click.Choice(["task", "domain", "class"]),
+@click.option("--scenario", metavar="task|domain|class",
               help="Default: task if the task id is known, else class.")
 @click.option("--benchmark", help="Measure on this benchmark (default: the closest stored one, "
                                   "else split).")
@@ -99,4 +100,9 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
             if outcome.failures:  # advise from the runs that did finish
                 report_failures(outcome)
             runs = db.select(scenario=wanted)
-    click.echo(rank(constraints, runs, benchmark=benchmark, source=source).format())
+    from forgetless.tables import terminal_width, wrap
+
+    width = terminal_width()
+    for line in rank(constraints, runs, benchmark=benchmark, source=source).format().split("\n"):
+        indent = " " * (len(line) - len(line.lstrip()) + 4)  # list items hang under their text
+        click.echo(wrap(line, width, indent) if line else "")

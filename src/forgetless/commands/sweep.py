@@ -9,7 +9,8 @@ from forgetless.commands.runs import store_option
 
 @click.command()
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+@click.option("--backend", type=click.Choice(["local", "ray"], case_sensitive=False),
+              default="local",
               show_default=True, help="local: a process pool here; ray: a Ray cluster.")
 @click.option("--address", help="Ray: address of an existing cluster (e.g. 10.0.0.5:6379); "
                                  "without it Ray starts locally.")

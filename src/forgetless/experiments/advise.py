@@ -114,6 +114,7 @@ class Exclusion:
     reason: str
     row: Row | None = None
     relaxable: list[str] = field(default_factory=list)  # constraints that alone exclude it
+    unmeasured: bool = False  # only excluded for lack of a measurement
 
 
 @dataclass
@@ -182,6 +183,11 @@ class Advice:
     def relaxation_hint(self) -> str:
         """The best measured strategy that one relaxed constraint would admit."""
         single = [e for e in self.exclusions if e.row is not None and len(e.relaxable) == 1]
+        unmeasured = [e.name for e in self.exclusions if e.unmeasured]
+        if not single and unmeasured:
+            return (f"Not measured here yet although your constraints allow them: "
+                    f"{', '.join(unmeasured)}; run `forgetless advise` without --no-run (or "
+                    "`forgetless compare`) to measure them.")
         if not single:
             return ("Nothing measured comes close: run `forgetless compare` for this scenario, "
                     "or loosen several constraints.")
@@ -291,7 +297,8 @@ def advise(constraints: Constraints, runs: list[RunResult], strategies: dict | N
             relaxable = [c for c, _ in failed if c in ("raw data", "memory", "compute",
                                                        "task id")]
             exclusions.append(Exclusion(name, "; ".join(r for _, r in failed), row,
-                                        relaxable if len(relaxable) == len(failed) else []))
+                                        relaxable if len(relaxable) == len(failed) else [],
+                                        unmeasured=[c for c, _ in failed] == ["measured"]))
         else:
             admitted.append((row, notes))
     admitted.sort(key=lambda item: (-item[0].stats["acc"].mean, item[0].train_seconds))
