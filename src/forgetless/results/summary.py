@@ -277,8 +277,7 @@ def _grouped_cells(group: Group) -> list[list[str]]:
 NOTE = ("ACC: final average accuracy; forgetting: mean drop from each task's best; BWT/FWT: "
         "backward/forward transfer (Lopez-Paz & Ranzato 2017); mean ± sd over seeds. time x naive: "
         "train time over naive's; peak memory: the run's peak RSS; strategy holds: bytes kept "
-        "beyond the model; raw data: stores training samples; task id: needs it at test time. "
-        + MARK_RULE)
+        "beyond the model; raw data: stores training samples; task id: needs it at test time.")
 
 
 def _marked(row: Row) -> str:
@@ -330,7 +329,8 @@ def format_text(groups: list[Group], width: int | None = None, wide: bool = Fals
         for group in groups:
             parts += [group.title, format_table(HEADERS, _grouped_cells(group),
                                                 align="llr" + "r" * 8 + "ll"), ""]
-        return "\n".join(parts + [wrap(NOTE, terminal_width() if width is None else width)])
+        return "\n".join(parts + [wrap(f"{NOTE} {MARK_RULE}",
+                                        terminal_width() if width is None else width)])
     width = terminal_width() if width is None else width
     parts, left_out = [], []
     for group in groups:
@@ -358,7 +358,7 @@ def to_markdown(groups: list[Group]) -> str:
                 cells[0] = f"**{cells[0]}**"
             lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
         lines.append("")
-    lines.append(_md(NOTE))
+    lines.append(_md(f"{NOTE} {MARK_RULE}"))
     return "\n".join(lines) + "\n"
 
 
