@@ -32,9 +32,13 @@ def compared(tmp_path_factory):
     return store
 
 
-@pytest.mark.parametrize("command", [["list"], ["runs"], ["runs", "--table"], ["compare"]])
+@pytest.mark.parametrize("command", [["list"], ["runs"], ["runs", "--table"], ["compare"],
+                                     ["show"]])
 def test_every_line_fits_100_columns_and_80_changes_the_layout(command, compared, capsys,
                                                                monkeypatch):
+    if command == ["show"]:
+        with RunStore(compared) as db:
+            command = ["show", sorted(db.run_ids())[0][:8]]
     args = command + ([] if command == ["list"] else ["--store", str(compared)])
     if command == ["compare"]:  # every run is stored: it re-tables without training
         args += ["--strategies", "ewc,er", "--scenario", "class", "--seeds", "2", "--jobs", "1",

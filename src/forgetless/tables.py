@@ -33,7 +33,7 @@ def format_accuracy_matrix(matrix, descriptions=None, untrained=None) -> str:
     text = format_table(headers, rows)
     if descriptions:
         legend = "; ".join(f"task {j + 1}: {d}" for j, d in enumerate(descriptions))
-        text += f"\n({legend})"
+        text += "\n" + wrap(f"({legend})", terminal_width())
     return text
 
 
