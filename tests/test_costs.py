@@ -50,3 +50,16 @@ def test_a_plan_is_spread_over_the_workers_longest_first():
     assert two.seconds == pytest.approx(one.seconds / 2)  # pairs split evenly
     assert one.assumed == ["generative-replay"] and "benchmarks/compare.md's for" in \
         one.describe()
+
+
+def test_the_progress_lines_name_the_whole_run_and_give_an_eta(tmp_path):
+    from forgetless.experiments.compare import execute, plan
+
+    configs = plan(TINY, strategies=["ewc"], scenarios=["class"], seeds=[0],
+                   settings={"ewc.lam": 12.5, "ewc.fisher_samples": 64}, references=False)
+    lines = []
+    with RunStore(tmp_path / "runs.db") as store:
+        execute(configs, store, jobs=1, progress=False, echo=lines.append)
+    assert len(lines) == 1
+    assert lines[0].startswith("[1/1] ewc ewc.fisher_samples=64 ewc.lam=12.5 class seed 0: ACC ")
+    assert lines[0].endswith("; ETA 0 s")
