@@ -72,3 +72,15 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> ConfigurationErr
         f"unknown {kind} '{name}'.{did_you_mean(name, known)} Known {plural(kind)}: "
         f"{', '.join(known)}."
     )
+
+
+def resolve_name(kind: str, name: str, known: Iterable[str]) -> str:
+    """``name`` in its known spelling, case ignored (``EWC`` -> ``ewc``); an unknown name
+    raises ``unknown_name``'s error with a suggestion."""
+    known = list(known)
+    if name in known:
+        return name
+    match = next((k for k in known if k.lower() == str(name).lower()), None)
+    if match is None:
+        raise unknown_name(kind, str(name), known)
+    return match

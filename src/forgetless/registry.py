@@ -7,7 +7,7 @@ import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from forgetless.errors import unknown_name
+from forgetless.errors import resolve_name
 
 T = TypeVar("T")
 
@@ -46,12 +46,7 @@ class Registry(Generic[T]):
         """The registered spelling of ``name``: names match case-insensitively (``EWC`` is
         ``ewc``), so a run id never depends on how a user typed a name."""
         self._ensure_discovered()
-        if name in self._entries:
-            return name
-        by_lower = {k.lower(): k for k in self._entries}
-        if str(name).lower() in by_lower:
-            return by_lower[str(name).lower()]
-        raise unknown_name(self.kind, str(name), self._entries)
+        return resolve_name(self.kind, name, self._entries)
 
     def get(self, name: str) -> T:
         return self._entries[self.canonical(name)]

@@ -58,15 +58,9 @@ def selection(db=None, strategies=(), families=(), scenarios=(), benchmarks=(), 
             return None
         stored = db.distinct(column) if db is not None else set()
         known = {str(k) for k in registered} | {str(k) for k in stored if k is not None}
-        result = []
-        for name in names:
-            match = next((k for k in known if k.lower() == name.lower()), None)
-            if match is None:
-                from forgetless.errors import unknown_name
+        from forgetless.errors import resolve_name
 
-                raise unknown_name(kind, name, known)
-            result.append(match)
-        return result
+        return [resolve_name(kind, name, known) for name in names]
 
     from forgetless.data.benchmarks import BENCHMARKS
     from forgetless.data.sources import SOURCES
