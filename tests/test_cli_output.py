@@ -120,6 +120,12 @@ def test_a_run_is_stored_and_show_finds_it_by_a_prefix(tmp_path, capsys, monkeyp
     assert shown.startswith(f"run {run_id}: ewc on split digits, class-incremental")
     status, listed, _ = run_cli(capsys, "runs", "--strategy", "Ewc")
     assert run_id[:10] in listed and "1 run(s)" in listed
+    status, _, err = run_cli(capsys, "report", "-o", "r.html")
+    assert status == 0 and "ewc" in (tmp_path / "r.html").read_text(), err
+    status, advice, err = run_cli(capsys, "advise", "--no-run")
+    assert status == 0, err
+    assert "measured on: class-incremental split digits" in advice
+    assert "1. ewc (regularization): ACC" in advice  # the one stored run, no naive to compare
     # The same run typed in registered spelling has the same id: names are case-insensitive.
     status, again, _ = run_cli(capsys, "run", "--strategy", "ewc", "--quiet", "--no-store",
                                *TINY_ARGS)
