@@ -126,6 +126,7 @@ def test_a_run_is_stored_and_show_finds_it_by_a_prefix(tmp_path, capsys, monkeyp
     assert status == 0, err
     assert "measured on: class-incremental split digits" in advice
     assert "1. ewc (regularization): ACC" in advice  # the one stored run, no naive to compare
+    assert "naive fine-tuning is not measured on this protocol" in advice
     # The same run typed in registered spelling has the same id: names are case-insensitive.
     status, again, _ = run_cli(capsys, "run", "--strategy", "ewc", "--quiet", "--no-store",
                                *TINY_ARGS)

@@ -157,6 +157,9 @@ class Advice:
             lines.append(f"reference: naive fine-tuning (doing nothing) reaches ACC "
                          f"{self.reference.stats['acc'].percent()} %, forgetting "
                          f"{100 * self.reference.stats['forgetting'].mean:.1f} %")
+        elif self.choices:
+            lines.append("note: naive fine-tuning is not measured on this protocol, so no gain "
+                         "over doing nothing can be judged; measure it (drop --no-run).")
         lines += self._bound_lines()
         if self.choices:
             lines.append("recommended (best measured ACC first):")
