@@ -70,8 +70,9 @@ def test_bad_hyperparameters_are_refused_with_the_fix(name, settings):
 @pytest.mark.parametrize("name", ["pnn", "hat"])
 def test_column_and_gate_strategies_need_an_mlp(name):
     model = build_model("convnet", (1, 8, 8), 10)
-    with pytest.raises(ConfigurationError, match="use --model mlp"):
+    with pytest.raises(ConfigurationError, match=r"build_model\(.mlp.") as error:
         Learner(model, build_strategy(name))
+    assert error.value.for_cli().endswith("use --model mlp.")  # the CLI's words
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)

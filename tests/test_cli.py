@@ -19,7 +19,7 @@ def test_run_prints_the_forgetting_and_saves_a_record(tmp_path):
     out = tmp_path / "run.json"
     result = forgetless("run", "--benchmark", "split", "--scenario", "class", "--strategy",
                         "naive", "--source", "digits", "--epochs", "3", "--quiet",
-                        "--output", str(out))
+                        "--output", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "after   task 1" in result.stdout and "ACC (final average accuracy)" in result.stdout
     record = json.loads(out.read_text())
@@ -37,14 +37,16 @@ def test_list_shows_strategies_with_their_constraints():
     assert result.returncode == 0, result.stderr
     for name in ("naive", "joint", "cumulative", "split", "permuted", "rotated", "mnist"):
         assert name in result.stdout
-    assert "raw data" in result.stdout and "task id" in result.stdout
+    assert "raw: stores raw training samples" in result.stdout
+    assert "tid: needs the task id" in result.stdout
 
 
 def test_config_file_and_command_line_precedence(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text('scenario = "domain"\nseed = 3\nepochs = 1\nsource = "digits"\n')
     out = tmp_path / "r.json"
-    result = forgetless("run", "--config", str(config), "--seed", "4", "--quiet", "-o", str(out))
+    result = forgetless("run", "--config", str(config), "--seed", "4", "--quiet", "-o", str(out),
+                        "--no-store")
     assert result.returncode == 0, result.stderr
     record = json.loads(out.read_text())["config"]
     assert (record["scenario"], record["seed"], record["epochs"]) == ("domain", 4, 1)
@@ -58,7 +60,7 @@ def test_config_file_and_command_line_precedence(tmp_path):
     (["run", "--set", "lam"], "--set takes KEY=VALUE"),
     (["run", "--set", "lam=3"], "has no hyper-parameter 'lam'"),
     (["run", "--lr", "-1"], "learning rate must be positive"),
-    (["run", "--source", "idx"], "data_dir"),
+    (["run", "--source", "idx"], "give --data-dir DIR"),
     (["show", "/nonexistent/run.json"], "no run record"),
 ])
 def test_bad_input_gets_one_sentence_and_no_traceback(args, message, capsys):

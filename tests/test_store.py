@@ -141,3 +141,32 @@ def test_a_plan_of_thousands_of_runs_reads_back_in_plan_order(tmp_path):
             store.put(run)
         found = stored_results(store, Outcome(planned=planned + [runs[0].run_id]))
     assert [r.run_id for r in found] == [runs[2].run_id, runs[0].run_id, runs[1].run_id]
+
+
+def test_the_stored_runs_become_a_pandas_frame(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from forgetless.results import to_frame
+
+    runs = [fake_run("naive", seed=s, acc=0.2 + 0.01 * s) for s in range(2)] + [
+        fake_run("ewc", family="regularization", acc=0.3, params={"lam": 10.0}),
+        fake_run("er", scenario="task", family="replay", acc=0.9, stores_raw_data=True)]
+    path = tmp_path / "runs.db"
+    with RunStore(path) as store:
+        for run in runs:
+            store.put(run)
+        frame = store.to_frame()
+    assert isinstance(frame, pd.DataFrame) and len(frame) == 4
+    by_id = frame.set_index("run_id")
+    for run in runs:
+        assert by_id.loc[run.run_id, "acc"] == pytest.approx(run.metrics["acc"])
+        assert by_id.loc[run.run_id, "accuracy_matrix"] == run.accuracy_matrix
+    assert by_id.loc[runs[2].run_id, "param.ewc.lam"] == 10.0
+    assert frame["stores_raw_data"].dtype == bool and frame["stores_raw_data"].sum() == 1
+    # Filtering and grouping as a notebook would, and the module-level helper.
+    naive = to_frame(path, strategy="naive")
+    assert list(naive["seed"]) == [0, 1] and naive["acc"].mean() == pytest.approx(0.205)
+    assert set(to_frame(path).groupby("scenario")["strategy"].count().items()) == {
+        ("class", 3), ("task", 1)}
+    with pytest.raises(ConfigurationError, match="no results store"):
+        to_frame(tmp_path / "absent.db")
+    assert not (tmp_path / "absent.db").exists()

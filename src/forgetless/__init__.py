@@ -25,6 +25,7 @@ _EXPORTS = {
     "RunResult": "forgetless.results",
     "run": "forgetless.experiments.runner",
     "metrics": "forgetless.metrics",
+    "seed": "forgetless.seeding",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

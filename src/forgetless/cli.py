@@ -15,7 +15,8 @@ COMMANDS = {
             "it forgot."),
     "list": ("forgetless.commands.listing:list_", "List benchmarks, sources, models and "
              "strategies (family, scenarios, raw data, task id)."),
-    "show": ("forgetless.commands.show:show", "Show a saved run's accuracy matrix and metrics."),
+    "show": ("forgetless.commands.show:show", "Show a run's accuracy matrix and metrics (run id "
+             "or JSON file)."),
     "sweep": ("forgetless.commands.sweep:sweep", "Run a grid or random search (local or Ray)."),
     "compare": ("forgetless.commands.compare:compare", "Compare every strategy side by side "
                 "(ACC, forgetting, cost) and write the report."),
@@ -70,7 +71,7 @@ def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="forgetless", standalone_mode=False)
     except ForgetlessError as error:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {error.for_cli()}", err=True)
         sys.exit(2)
     except click.ClickException as error:
         error.show()

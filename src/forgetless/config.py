@@ -48,12 +48,12 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            import difflib
+            from forgetless.errors import closest
 
             hints = []
             for key in unknown:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+                close = closest(key, known, cutoff=0.6)
+                hints.append(f"'{key}'" + (f" (did you mean '{close}'?)" if close else ""))
             raise ConfigurationError(
                 f"unknown configuration key(s) {', '.join(hints)}; known keys: "
                 f"{', '.join(sorted(known))}."

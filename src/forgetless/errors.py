@@ -11,7 +11,17 @@ from collections.abc import Iterable
 
 
 class ForgetlessError(Exception):
-    """Base class: the message is written for the user and says how to fix the problem."""
+    """Base class: the message is written for the user and says how to fix the problem.
+
+    ``cli``: the same message in the command line's words (``--data-dir DIR`` rather than
+    ``data_dir=...``) where the two differ; the CLI prints ``for_cli()``."""
+
+    def __init__(self, message: str = "", *, cli: str | None = None) -> None:
+        super().__init__(message)
+        self.cli = cli
+
+    def for_cli(self) -> str:
+        return self.cli or str(self)
 
 
 class ConfigurationError(ForgetlessError, ValueError):
@@ -42,13 +52,43 @@ class StorageError(ForgetlessError, OSError):
 class ForgetlessWarning(UserWarning):
     """Something the user should notice but that does not stop the work (the CLI prints it on
     one line as ``warning: ...``)."""
+def plural(kind: str) -> str:
+    """``strategy`` -> ``strategies``, ``source`` -> ``sources``."""
+    return kind[:-1] + "ies" if kind.endswith("y") and kind[-2:-1] not in "aeiou" else kind + "s"
+
+
+def closest(name: str, known: Iterable[str], cutoff: float = 0.5) -> str | None:
+    """The known name nearest to ``name`` (case ignored), or None. The one place every "unknown
+    name" message gets its suggestion from."""
+    by_lower = {k.lower(): k for k in known}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[close[0]] if close else None
+
+
+def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.5) -> str:
+    """`` Did you mean 'ewc'?`` or ``""``."""
+    match = closest(name, known, cutoff)
+    return f" Did you mean '{match}'?" if match else ""
 
 
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> ConfigurationError:
     """An error for an unknown registered name, suggesting the nearest known one."""
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
     return ConfigurationError(
-        f"unknown {kind} '{name}'.{hint} Known {kind}s: {', '.join(known)}."
+        f"unknown {kind} '{name}'.{did_you_mean(name, known)} Known {plural(kind)}: "
+        f"{', '.join(known)}."
     )
+
+
+def resolve_name(kind: str, name: str, known: Iterable[str]) -> str:
+    """``name`` in its known spelling, case ignored (``EWC`` -> ``ewc``); an unknown name
+    raises ``unknown_name``'s error with a suggestion."""
+    known = list(known)
+    if name in known:
+        return name
+    match = next((k for k in known if k.lower() == str(name).lower()), None)
+    if match is None:
+        raise unknown_name(kind, str(name), known)
+    return match

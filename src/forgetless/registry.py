@@ -7,7 +7,7 @@ import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from forgetless.errors import unknown_name
+from forgetless.errors import resolve_name
 
 T = TypeVar("T")
 
@@ -42,12 +42,14 @@ class Registry(Generic[T]):
         for module in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
             importlib.import_module(module.name)
 
-    def get(self, name: str) -> T:
+    def canonical(self, name: str) -> str:
+        """The registered spelling of ``name``: names match case-insensitively (``EWC`` is
+        ``ewc``), so a run id never depends on how a user typed a name."""
         self._ensure_discovered()
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise unknown_name(self.kind, name, self._entries) from None
+        return resolve_name(self.kind, name, self._entries)
+
+    def get(self, name: str) -> T:
+        return self._entries[self.canonical(name)]
 
     def names(self) -> list[str]:
         self._ensure_discovered()

@@ -1,6 +1,11 @@
-"""Plain-text tables for the terminal: the accuracy matrix and metrics of a run."""
+"""Plain-text tables for the terminal: the accuracy matrix and metrics of a run, and tables
+fitted to the terminal's width (``fit_columns``: the least important columns go first)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 
 def format_table(headers: list[str], rows: list[list[str]], align: str | None = None) -> str:
@@ -28,7 +33,7 @@ def format_accuracy_matrix(matrix, descriptions=None, untrained=None) -> str:
     text = format_table(headers, rows)
     if descriptions:
         legend = "; ".join(f"task {j + 1}: {d}" for j, d in enumerate(descriptions))
-        text += f"\n({legend})"
+        text += "\n" + wrap(f"({legend})", terminal_width())
     return text
 
 
@@ -38,3 +43,69 @@ def format_metrics(metrics: dict) -> str:
              ("learning_acc", "learning accuracy (diagonal)")]
     return "\n".join(f"{label:<32} {100 * metrics[key]:7.2f} %" for key, label in names
                      if key in metrics)
+
+
+# ---------------------------------------------------------------------- fitting a terminal
+#: What a table is fitted to when the terminal's width is unknown (a pipe, a file).
+DEFAULT_WIDTH = 100
+
+
+def terminal_width() -> int:
+    """The terminal's columns (``COLUMNS`` wins, as ``shutil.get_terminal_size`` reads it),
+    else ``DEFAULT_WIDTH``."""
+    import shutil
+
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+
+
+@dataclass
+class Column:
+    """One column of a fitted table: its header, how a cell is made from an item, its
+    alignment, and ``drop`` -- columns with a higher value are left out first when the table
+    is too wide (0: never dropped)."""
+
+    header: str
+    cell: Callable[[Any], str]
+    align: str = "r"
+    drop: int = 0
+
+
+def table_width(headers: list[str], rows: list[list[str]]) -> int:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
+def fit_columns(columns: list[Column], items: list, width: int | None) -> tuple[
+        list[Column], list[Column]]:
+    """(kept, dropped): the columns of ``items`` that fit ``width`` characters, dropping the
+    highest ``drop`` first; ``width`` None keeps every column."""
+    kept = list(columns)
+    dropped: list[Column] = []
+    while width is not None:
+        rows = [[c.cell(item) for c in kept] for item in items]
+        if table_width([c.header for c in kept], rows) <= width:
+            break
+        candidates = [c for c in kept if c.drop > 0]
+        if not candidates:
+            break
+        worst = max(candidates, key=lambda c: c.drop)
+        kept.remove(worst)
+        dropped.insert(0, worst)
+    return kept, dropped
+
+
+def format_columns(columns: list[Column], items: list) -> str:
+    return format_table([c.header for c in columns], [[c.cell(i) for c in columns] for i in items],
+                        align="".join(c.align for c in columns))
+
+
+def wrap(text: str, width: int | None, indent: str = "") -> str:
+    """A paragraph wrapped to ``width`` (None: left as one line); continuation lines start with
+    ``indent``."""
+    import textwrap
+
+    if width is None:
+        return text
+    return "\n".join(textwrap.wrap(text, width, subsequent_indent=indent,
+                                    break_on_hyphens=False) or [""])
+

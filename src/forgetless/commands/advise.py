@@ -17,9 +17,10 @@ from forgetless.commands.runs import store_option
 @click.option("--compute-budget", metavar="MULTIPLE",
               help="Train time allowed, as a multiple of plain fine-tuning, e.g. 2x "
                    "(default unlimited).")
-@click.option("--task-id", type=click.Choice(["known", "unknown"]), default="unknown",
+@click.option("--task-id", type=click.Choice(["known", "unknown"], case_sensitive=False),
+              default="unknown",
               show_default=True, help="Is the task id given at test time?")
-@click.option("--scenario", type=click.Choice(["task", "domain", "class"]),
+@click.option("--scenario", metavar="task|domain|class",
               help="Default: task if the task id is known, else class.")
 @click.option("--benchmark", help="Measure on this benchmark (default: the closest stored one, "
                                   "else split).")
@@ -37,16 +38,29 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
 
     Example: forgetless advise --no-raw-data --memory-budget 5MB --compute-budget 2x
     --task-id unknown. Measurements come from the results store; when it has none for the
-    scenario, a quick comparison runs first; registered strategies the store lacks are measured
-    on the stored protocol (both are stored for next time)."""
+    scenario, the strategies your constraints allow (and naive, the reference) are measured
+    first, on the quick protocol; strategies the store lacks are measured on the stored
+    protocol (both are stored for next time). It says how many runs and about how long
+    before it trains; --no-run trains and creates nothing."""
+    from pathlib import Path
+
     from forgetless.commands.compare import default_jobs, report_failures
     from forgetless.config import RunConfig
     from forgetless.errors import ConfigurationError
-    from forgetless.experiments.advise import Constraints, missing_runs, parse_bytes, parse_multiple
+    from forgetless.experiments.advise import (
+        REFERENCE,
+        Constraints,
+        allowed_strategies,
+        missing_runs,
+        parse_bytes,
+        parse_multiple,
+    )
     from forgetless.experiments.advise import advise as rank
     from forgetless.experiments.compare import PRESETS, execute, plan
+    from forgetless.experiments.costs import CostModel, estimate
     from forgetless.results.store import RunStore
     from forgetless.storage import check_writable
+    from forgetless.strategies import STRATEGIES
 
     if not no_run:  # it may train and store runs
         check_writable(store, "--store", in_place=True)
@@ -56,9 +70,15 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
         compute_budget=None if compute_budget is None else parse_multiple(compute_budget),
         task_id=task_id == "known", scenario=scenario)
     wanted = constraints.resolved_scenario()
+    if no_run and not Path(store).is_file():  # --no-run creates nothing, not even a store
+        raise ConfigurationError(
+            f"there is no results store at '{store}' to advise from; run `forgetless compare` "
+            "first, name the store with --store, or drop --no-run.")
+    jobs = default_jobs() if jobs is None else jobs
     with RunStore(store) as db:
         runs = db.select(scenario=wanted)
-        todo = missing_runs(runs, constraints, benchmark, source)
+        costs = CostModel.from_store(db)
+        todo = missing_runs(runs, constraints, benchmark, source, costs=costs)
         if todo is None:
             if no_run:
                 raise ConfigurationError(
@@ -66,16 +86,26 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
                     "`forgetless compare` first, or drop --no-run.")
             changes, seeds = PRESETS["quick"]
             base = RunConfig().updated(benchmark=benchmark, source=source, **changes)
-            todo = plan(base, scenarios=[wanted], seeds=range(seeds))
-            click.echo(f"no measured {wanted}-incremental runs in {store}: running a quick "
-                       f"comparison first ({len(todo)} runs)...", err=True)
-        elif todo and not no_run:
-            click.echo(f"measuring {len(todo)} run(s) of strategies the store lacks: "
-                       f"{', '.join(sorted({c.strategy for c in todo}))}...", err=True)
+            names = [REFERENCE] + allowed_strategies(constraints, dict(STRATEGIES.items()),
+                                                     costs)
+            todo = plan(base, strategies=names, scenarios=[wanted], seeds=range(seeds),
+                        references=False)
+            what = f"no measured {wanted}-incremental runs in {store}: measuring"
+        else:
+            what = "measuring strategies the store lacks:"
         if todo and not no_run:
-            outcome = execute(todo, db, jobs=default_jobs() if jobs is None else jobs,
+            guess = estimate(todo, costs, jobs)
+            click.echo(f"{what} {', '.join(dict.fromkeys(c.strategy for c in todo))} (what "
+                       f"your constraints allow, and naive as the reference): {len(todo)} "
+                       f"runs on {jobs} worker(s), {guess.describe()}...", err=True)
+            outcome = execute(todo, db, jobs=jobs,
                               echo=lambda line: click.echo(line, err=True))
             if outcome.failures:  # advise from the runs that did finish
                 report_failures(outcome)
             runs = db.select(scenario=wanted)
-    click.echo(rank(constraints, runs, benchmark=benchmark, source=source).format())
+    from forgetless.tables import terminal_width, wrap
+
+    width = terminal_width()
+    for line in rank(constraints, runs, benchmark=benchmark, source=source).format().split("\n"):
+        indent = " " * (len(line) - len(line.lstrip()) + 4)  # list items hang under their text
+        click.echo(wrap(line, width, indent) if line else "")

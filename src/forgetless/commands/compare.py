@@ -7,7 +7,7 @@ import os
 import click
 
 from forgetless.commands.options import config_from_options, experiment_options
-from forgetless.commands.runs import _split, store_option, write_exports
+from forgetless.commands.runs import _split, store_option, wide_option, write_exports
 from forgetless.report import DEFAULT_REPORT
 
 
@@ -25,9 +25,10 @@ def default_jobs() -> int:
               help="A hyper-parameter (repeatable): --set ewc.lam=100 for one strategy, "
                    "--set lam=100 for every strategy that takes lam.")
 @click.option("--quick/--full", default=True,
-              help="Budget: --quick (default) is 3 epochs per task and 3 seeds, a few "
-                   "minutes for the whole registry on 2 CPU cores; --full is 5 epochs per "
-                   "task and 5 seeds. --epochs, --iterations and --seeds override either.")
+              help="Budget: --quick (default) is 3 epochs per task and 3 seeds, about 2 "
+                   "minutes for the whole registry on an idle 2-core machine (--dry-run "
+                   "estimates it); --full is 5 epochs per task and 5 seeds. --epochs, "
+                   "--iterations and --seeds override either.")
 @click.option("--seeds", "seed_count", type=int,
               help="Number of seeds, counted from --seed (default 0).")
 @click.option("--jobs", "-j", type=int, help="Worker processes (default 2; 1 trains in this "
@@ -45,10 +46,14 @@ def default_jobs() -> int:
 @click.option("--rerun", is_flag=True, help="Train runs again even if the store has them.")
 @click.option("--no-references", is_flag=True, help="Do not add naive and joint.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan (runs, strategies x scenarios x seeds, what the store "
+                   "already holds) and a time estimate; train and write nothing.")
+@wide_option
 @experiment_options
 def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, store, report_path,
-            no_report, csv_path, markdown_path, rerun, no_references, quiet, scenario,
-            **options) -> None:
+            no_report, csv_path, markdown_path, rerun, no_references, quiet, dry_run, wide,
+            scenario, **options) -> None:
     """Compare strategies side by side: ACC, forgetting, BWT, FWT (mean ± sd over seeds),
     train time, memory, what each stores and needs, grouped by family.
 
@@ -67,6 +72,7 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
     from forgetless.results.store import RunStore
     from forgetless.results.summary import describe_protocol, format_text, group_runs
     from forgetless.storage import check_writable
+    from forgetless.tables import terminal_width, wrap
 
     changes, preset_seeds = PRESETS["quick" if quick else "full"]
     config = config_from_options(RunConfig().updated(**changes), **options)
@@ -81,6 +87,9 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
                    settings=parse_settings(settings), references=not no_references,
                    exclude=_split(exclude) or ())
     jobs = default_jobs() if jobs is None else jobs
+    if dry_run:
+        click.echo(describe_plan(configs, store, jobs, rerun))
+        return
     check_writable(store, "--store", in_place=True)
     check_writable(None if no_report else report_path, "--report")
     check_writable(csv_path, "--csv")
@@ -88,9 +97,10 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
     with RunStore(store) as db:
         if not quiet:
             strategies_run = len({c.strategy for c in configs})
-            click.echo(f"comparing {strategies_run} strategies in {len(configs)} runs "
-                       f"({count} seed(s)) on {describe_protocol(configs[0].to_dict())}; "
-                       f"{jobs} worker(s); store {Path(store).resolve()}", err=True)
+            click.echo(wrap(f"comparing {strategies_run} strategies in {len(configs)} runs "
+                            f"({count} seed(s)) on {describe_protocol(configs[0].to_dict())}; "
+                            f"{jobs} worker(s)", terminal_width()), err=True)
+            click.echo(f"store: {Path(store).resolve()}", err=True)
         try:
             runs, outcome = run_comparison(
                 configs, db, jobs=jobs, threads=threads, rerun=rerun,
@@ -102,17 +112,52 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
             raise SystemExit(130) from None
         stored = len(db)
     groups = group_runs(runs)
-    click.echo(format_text(groups))
+    click.echo(format_text(groups, wide=wide))
     click.echo("")
     write_exports(groups, csv_path, markdown_path)
-    click.echo(f"store: {Path(store).resolve()} ({stored} runs; {outcome.trained} trained now, "
-               f"{outcome.skipped} reused; {outcome.seconds:.0f} s)")
+    click.echo(f"store: {Path(store).resolve()}")
+    click.echo(f"  {stored} runs; {outcome.trained} trained now, {outcome.skipped} reused; "
+               f"{outcome.seconds:.0f} s")
     if not no_report and runs:
         path = write_report(runs, report_path, source=str(store))
         click.echo(f"report: {Path(path).resolve()}")
     if outcome.failures:
         report_failures(outcome)
         raise SystemExit(1)
+
+
+def describe_plan(configs, store, jobs: int, rerun: bool = False) -> str:
+    """The plan in words, and how long training what the store lacks would take. Reads the
+    store only if it exists: a dry run creates nothing."""
+    from pathlib import Path
+
+    from forgetless.experiments.compare import planned_run_id
+    from forgetless.experiments.costs import CostModel, estimate
+    from forgetless.results.store import RunStore
+    from forgetless.results.summary import SCENARIO_ORDER, describe_protocol
+    from forgetless.tables import terminal_width, wrap
+
+    width = terminal_width()
+    stored: set = set()
+    costs = CostModel({}, {})
+    if Path(store).is_file():
+        with RunStore(store) as db:
+            stored = set() if rerun else db.run_ids()
+            costs = CostModel.from_store(db)
+    todo = [c for c in configs if planned_run_id(c) not in stored]
+    seeds = sorted({c.seed for c in configs})
+    lines = [wrap(f"plan: {len(configs)} runs on {describe_protocol(configs[0].to_dict())}; "
+                  f"seeds {', '.join(map(str, seeds))}", width)]
+    for scenario in SCENARIO_ORDER:
+        names = list(dict.fromkeys(c.strategy for c in configs if c.scenario == scenario))
+        if names:
+            lines.append(wrap(f"  {scenario}-incremental: {len(names)} strategies x "
+                              f"{len(seeds)} seeds: {', '.join(names)}", width, " " * 4))
+    guess = estimate(todo, costs, jobs)
+    lines.append(f"{len(configs) - len(todo)} of them already in {store}; {len(todo)} to train")
+    if todo:
+        lines.append(wrap(f"on {jobs} worker(s): {guess.describe()}", width))
+    return "\n".join(lines)
 
 
 def report_failures(outcome) -> None:

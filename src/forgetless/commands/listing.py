@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import click
 
 
@@ -14,27 +16,39 @@ def list_() -> None:
     from forgetless.models import MODELS
     from forgetless.results.summary import SCENARIO_ORDER, yes_no
     from forgetless.strategies import STRATEGIES
-    from forgetless.tables import format_table
+    from forgetless.tables import format_table, table_width, terminal_width, wrap
 
-    def first_line(obj) -> str:
-        """The docstring's first sentence, on one line."""
-        import re
-
-        text = " ".join((obj.__doc__ or "").split())
-        end = re.search(r"(?<! al)(?<!e\.g)(?<!i\.e)\.\s", text)  # not "et al. 2019"
-        return text if end is None else text[:end.start() + 1]
-
+    width = terminal_width()
     click.echo("benchmarks:")
     for name, builder in BENCHMARKS.items():
-        click.echo(f"  {name:<12} {first_line(builder)}")
-    click.echo("sources:    " + ", ".join(SOURCES.names()))
-    click.echo("models:     " + ", ".join(MODELS.names()))
+        click.echo(wrap(f"  {name:<12} {first_sentence(builder)}", width, " " * 15))
+    click.echo(wrap("sources:    " + ", ".join(SOURCES.names()), width))
+    click.echo(wrap("models:     " + ", ".join(MODELS.names()), width))
     click.echo("\nstrategies:")
+    headers = ["strategy", "family", "scenarios", "raw", "tid", "what it does"]
     rows = []
     for name in default_strategies():
         cls = STRATEGIES.get(name)
-        scenarios = ",".join(s for s in SCENARIO_ORDER if s in cls.scenarios)
-        rows.append([name, cls.family, scenarios, yes_no(cls.stores_raw_data),
-                     yes_no(cls.needs_task_id), first_line(cls)])
-    click.echo(format_table(["strategy", "family", "scenarios", "raw data", "task id",
-                             "what it does"], rows, align="llllll"))
+        served = [s for s in SCENARIO_ORDER if s in cls.scenarios]
+        rows.append([name, cls.family, "all" if len(served) == 3 else ",".join(served),
+                     yes_no(cls.stores_raw_data), yes_no(cls.needs_task_id), first_sentence(cls)])
+    indent = table_width(headers[:-1], [r[:-1] for r in rows]) + 2
+    room = max(width - indent, 20)  # the description wraps in what the terminal has left
+    wrapped = [textwrap.wrap(row[-1], room) or [""] for row in rows]
+    lines = format_table(headers, [r[:-1] + [w[0]] for r, w in zip(rows, wrapped, strict=True)],
+                         align="llllll").split("\n")
+    click.echo("\n".join(lines[:2]))
+    for line, more in zip(lines[2:], wrapped, strict=True):
+        click.echo("\n".join([line] + [" " * indent + m for m in more[1:]]))
+    click.echo("raw: stores raw training samples; tid: needs the task id at test time.")
+
+
+def first_sentence(obj) -> str:
+    """The docstring's first sentence, on one line, without reStructuredText markup
+    (````seed```` -> ``seed``, ``:class:`Foo``` -> ``Foo``)."""
+    import re
+
+    text = " ".join((obj.__doc__ or "").split())
+    text = re.sub(r":\w+:`([^`]*)`", r"\1", text).replace("``", "")
+    end = re.search(r"(?<! al)(?<!e\.g)(?<!i\.e)\.\s", text)  # not "et al. 2019"
+    return text if end is None else text[:end.start() + 1]

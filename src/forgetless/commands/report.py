@@ -26,7 +26,7 @@ def report(store, output, title, **filters) -> None:
 
     check_writable(output, "--output")
     with open_store(store) as db:
-        runs = db.select(**selection(**filters))
+        runs = db.select(**selection(db, **filters))
     if not runs:
         raise ConfigurationError(f"no stored runs in '{store}' match these filters; "
                                  "`forgetless runs` lists what is there.")

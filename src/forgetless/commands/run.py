@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from forgetless.commands.options import config_from_options, experiment_options
+from forgetless.commands.runs import store_option
 
 
 @click.command()
@@ -24,11 +25,16 @@ from forgetless.commands.options import config_from_options, experiment_options
 @click.option("--logger", "logger_specs", multiple=True, metavar="KIND[:WHERE]",
               help="Log to tensorboard[:DIR] or mlflow[:TRACKING_URI] (repeatable; extras "
                    "forgetless[tensorboard] / forgetless[mlflow]).")
-def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, **options) -> None:
+@store_option
+@click.option("--no-store", is_flag=True,
+              help="Do not record the run in the results store.")
+def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, store, no_store,
+        **options) -> None:
     """Train one strategy on one benchmark and print its accuracy matrix and metrics.
 
     Defaults: naive fine-tuning on the embedded split MNIST (5 tasks), class-incremental — the
-    textbook picture of catastrophic forgetting."""
+    textbook picture of catastrophic forgetting. The run is recorded in the results store
+    (--store, as `compare` uses it) so `show RUN_ID`, `runs`, `report` and `advise` see it."""
     from forgetless.experiments.runner import run as run_experiment
     from forgetless.storage import check_writable
     from forgetless.tables import format_accuracy_matrix, format_metrics
@@ -36,17 +42,23 @@ def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, **option
     config = config_from_options(**options)
     check_writable(output, "--output")
     check_writable(checkpoint_dir, "--checkpoint-dir", folder=True)
-    if not quiet:
-        click.echo(f"{config.strategy} on {config.benchmark} {config.source}, "
-                   f"{config.scenario}-incremental, {config.tasks} tasks, seed {config.seed}",
-                   err=True)
+    if not no_store:
+        check_writable(store, "--store", in_place=True)
+
+    def header(experiment) -> None:  # after validation: a bad option fails before it
+        if not quiet:
+            ready = experiment.config
+            click.echo(f"{ready.strategy} on {ready.benchmark} {ready.source}, "
+                       f"{ready.scenario}-incremental, {len(experiment.stream)} tasks, "
+                       f"seed {ready.seed}", err=True)
+
     from forgetless.loggers import build_loggers
 
     loggers = build_loggers(logger_specs)
     try:
         result = run_experiment(config, progress=None if not quiet else False,
                                 checkpoint_dir=checkpoint_dir, resume=resume, loggers=loggers,
-                                overwrite=overwrite)
+                                overwrite=overwrite, on_ready=header)
     finally:
         for logger in loggers:
             logger.close()
@@ -57,7 +69,15 @@ def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, **option
     click.echo(format_metrics(result.metrics))
     costs = result.costs
     click.echo(f"{'train time':<32} {costs['train_seconds_total']:7.2f} s")
-    click.echo(f"run id {result.run_id}")
+    if no_store:
+        click.echo(f"run id {result.run_id}")
+    else:
+        from forgetless.results.store import RunStore
+
+        with RunStore(store) as db:
+            db.put(result)
+        click.echo(f"run id {result.run_id}, stored in {store} (`forgetless show "
+                   f"{result.run_id[:8]}`)")
     if output:
         path = result.save(output)
         click.echo(f"saved the run record to {path}")

@@ -1,18 +1,39 @@
-"""``forgetless show run.json``: a saved run's accuracy matrix and metrics."""
+"""``forgetless show RUN``: a run's accuracy matrix and metrics, from the store or a JSON file."""
 
 from __future__ import annotations
 
 import click
 
+from forgetless.commands.runs import store_option
+
+
+def find_run(what: str, store: str):
+    """A JSON file saved with ``run --output`` when ``what`` is a file, else the run in the
+    store whose id starts with ``what``."""
+    from pathlib import Path
+
+    from forgetless.errors import ConfigurationError
+    from forgetless.results import RunResult
+    from forgetless.results.store import RunStore
+
+    if Path(what).is_file() or what.endswith(".json") or "/" in what:
+        return RunResult.load(what)
+    if not Path(store).is_file():
+        raise ConfigurationError(f"'{what}' is neither a run record file nor a run id: there is "
+                                 f"no results store at '{store}' (name one with --store).")
+    with RunStore(store) as db:
+        return db.get(what)
+
 
 @click.command()
-@click.argument("path", type=click.Path())
-def show(path) -> None:
-    """Show the accuracy matrix and metrics of a run saved with `forgetless run --output`."""
-    from forgetless.results import RunResult
+@click.argument("run")
+@store_option
+def show(run, store) -> None:
+    """Show the accuracy matrix and metrics of a run: its run id (or a unique prefix of it) in
+    the results store, or a JSON file saved with `forgetless run --output`."""
     from forgetless.tables import format_accuracy_matrix, format_metrics
 
-    result = RunResult.load(path)
+    result = find_run(run, store)
     config = result.config
     click.echo(f"run {result.run_id}: {result.strategy_info.get('name', config['strategy'])} on "
                f"{config['benchmark']} {config['source']}, {config['scenario']}-incremental, "

@@ -9,7 +9,8 @@ from forgetless.commands.runs import store_option
 
 @click.command()
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+@click.option("--backend", type=click.Choice(["local", "ray"], case_sensitive=False),
+              default="local",
               show_default=True, help="local: a process pool here; ray: a Ray cluster.")
 @click.option("--address", help="Ray: address of an existing cluster (e.g. 10.0.0.5:6379); "
                                  "without it Ray starts locally.")
@@ -30,8 +31,7 @@ def sweep(sweep_file, backend, address, jobs, threads, retries, checkpoint_dir, 
     hyper-parameters, scenarios and seeds. Every run lands in the results store under its run
     id; runs already there are skipped, so a sweep run again trains only what is missing.
     With [tune], hyper-parameters are chosen on the first tasks or a validation split and the
-    chosen ones are run on the full stream (see `forgetless.experiments.sweep` for the file
-    format)."""
+    chosen ones are run on the full stream (the file format, with examples: docs/sweeps.md)."""
     from forgetless.commands.compare import report_failures
     from forgetless.experiments.compare import planned_run_id
     from forgetless.experiments.sweep import (

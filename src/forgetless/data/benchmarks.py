@@ -37,7 +37,8 @@ def build_stream(
     builder = BENCHMARKS.get(benchmark)
     scenario = Scenario.parse(scenario)
     if tasks is not None and (not isinstance(tasks, int) or tasks < 1):
-        raise ConfigurationError(f"tasks must be a positive whole number, got {tasks!r}.")
+        raise ConfigurationError(f"tasks must be a positive whole number, got {tasks!r}.",
+                                 cli=f"--tasks must be a positive whole number, got {tasks!r}.")
     if not isinstance(source, Source):
         source = load_source(source, **(source_options or {}))
     if tasks is not None:

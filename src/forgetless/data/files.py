@@ -303,12 +303,13 @@ def load_cifar100(data_dir: PathLike | None = None, labels: str = "fine") -> Sou
 
 def _check_dir(data_dir, name: str, what: str) -> Path:
     if data_dir is None:
-        raise DataError(f"{name} reads files from disk; pass data_dir=... naming {what}.")
+        raise DataError(f"{name} reads files from disk; pass data_dir=... naming {what}.",
+                        cli=f"{name} reads files from disk; give --data-dir DIR naming {what}.")
     root = Path(data_dir).expanduser()
     if not root.exists():
         raise DataError(
-            f"{name}: data_dir {root} does not exist; pass data_dir=... naming {what}."
-        )
+            f"{name}: data_dir {root} does not exist; pass data_dir=... naming {what}.",
+            cli=f"{name}: --data-dir {root} does not exist; give --data-dir DIR naming {what}.")
     if not root.is_dir():
         raise DataError(
             f"{name}: data_dir {root} is a file, not a directory; pass the folder that holds it."

@@ -6,6 +6,12 @@ the task id is known at test time; the scenario. ``advise`` takes the stored run
 benchmark (``closest_group``), keeps the strategies that satisfy every constraint, ranks them by
 measured ACC, and gives one line of reasons for each choice and for each exclusion.
 
+What a careful expert would sign: a bound (joint, cumulative: they keep every sample) is shown as
+a reference, never advised; a strategy whose ACC lies within the seeds' spread of naive's is
+"no better than naive here", and one that beats naive by less than ``MARGIN`` is "barely better"
+-- neither is recommended; when nothing admitted does well, the advice says so and which single
+constraint, relaxed, would admit a strategy that does.
+
 What the field expects, and what the embedded benchmarks show (van de Ven & Tolias 2019; Hsu et
 al. 2018): without raw data, regularization (or generative replay, which stores a generator, not
 samples) is what is left; with a little memory for samples, replay leads in the class- and
@@ -20,13 +26,11 @@ from dataclasses import dataclass, field
 
 from forgetless.errors import ConfigurationError
 from forgetless.results.run_result import RunResult
-from forgetless.results.summary import Group, Row, group_runs, human_bytes
+from forgetless.results.summary import Group, Row, group_runs, human_bytes, is_bound
 
-#: Strategies that train on every task at once: bounds to compare with, never advice.
-ORACLES = frozenset({"joint"})
 #: Doing nothing: the reference every choice is measured against, not a choice itself.
 REFERENCE = "naive"
-#: A choice that beats naive by fewer ACC points than this gets a warning.
+#: A strategy must beat naive by at least this much ACC (a fraction) to be recommended.
 MARGIN = 0.05
 #: Forgetting below this (a fraction) is reported as none.
 ZERO_FORGETTING = 0.001
@@ -110,6 +114,7 @@ class Exclusion:
     reason: str
     row: Row | None = None
     relaxable: list[str] = field(default_factory=list)  # constraints that alone exclude it
+    unmeasured: bool = False  # only excluded for lack of a measurement
 
 
 @dataclass
@@ -120,10 +125,30 @@ class Advice:
     choices: list[Choice]
     exclusions: list[Exclusion]
     reference: Row | None = None  # naive fine-tuning, measured on the same protocol
+    bounds: list[Row] = field(default_factory=list)  # joint, cumulative: references only
+    barely: list[Choice] = field(default_factory=list)  # beat naive by less than MARGIN
+    no_better: list[Choice] = field(default_factory=list)  # within the seeds' spread of naive
 
     @property
     def best(self) -> Choice | None:
         return self.choices[0] if self.choices else None
+
+    def _bound_lines(self) -> list[str]:
+        if not self.bounds:
+            return []
+        shown = "; ".join(f"{r.label} ACC {r.stats['acc'].percent()} %" for r in self.bounds)
+        return [f"bounds (references, not advice: they keep every sample): {shown}"]
+
+    def _weak_lines(self) -> list[str]:
+        lines = []
+        for title, weak in ((f"barely better than naive (by less than {100 * MARGIN:.0f} ACC "
+                              "points; not recommended):", self.barely),
+                            ("no better than naive here (ACC within the seeds' spread of "
+                             "naive's):", self.no_better)):
+            if weak:
+                lines.append(title)
+                lines += [f"  - {c.name} ({c.row.family}): {c.reason}" for c in weak]
+        return lines
 
     def format(self) -> str:
         lines = [f"constraints: {self.constraints.describe()}",
@@ -132,6 +157,10 @@ class Advice:
             lines.append(f"reference: naive fine-tuning (doing nothing) reaches ACC "
                          f"{self.reference.stats['acc'].percent()} %, forgetting "
                          f"{100 * self.reference.stats['forgetting'].mean:.1f} %")
+        elif self.choices:
+            lines.append("note: naive fine-tuning is not measured on this protocol, so no gain "
+                         "over doing nothing can be judged; measure it (drop --no-run).")
+        lines += self._bound_lines()
         if self.choices:
             lines.append("recommended (best measured ACC first):")
             lines += [f"  {c.rank}. {c.name} ({c.row.family}): {c.reason}" for c in self.choices]
@@ -139,13 +168,13 @@ class Advice:
                     if c.row.stats["forgetting"].mean <= ZERO_FORGETTING]
             if kept:
                 lines.append(f"no measured forgetting: {', '.join(kept)}")
-            best = self.choices[0].row.stats["acc"].mean
-            if self.reference is not None and best - self.reference.stats["acc"].mean < MARGIN:
-                lines.append(f"warning: no admitted strategy beats naive fine-tuning by "
-                             f"{100 * MARGIN:.0f} ACC points here; loosen a constraint to reach "
-                             "one that does.")
-        else:
-            lines.append("No strategy satisfies these constraints.")
+        lines += self._weak_lines()
+        if not self.choices:
+            if self.barely or self.no_better:
+                lines.append(f"Nothing that meets these constraints beats naive fine-tuning by "
+                             f"{100 * MARGIN:.0f} ACC points here.")
+            else:
+                lines.append("No strategy satisfies these constraints.")
             hint = self.relaxation_hint()
             if hint:
                 lines.append(hint)
@@ -157,6 +186,11 @@ class Advice:
     def relaxation_hint(self) -> str:
         """The best measured strategy that one relaxed constraint would admit."""
         single = [e for e in self.exclusions if e.row is not None and len(e.relaxable) == 1]
+        unmeasured = [e.name for e in self.exclusions if e.unmeasured]
+        if not single and unmeasured:
+            return (f"Not measured here yet although your constraints allow them: "
+                    f"{', '.join(unmeasured)}; run `forgetless advise` without --no-run (or "
+                    "`forgetless compare`) to measure them.")
         if not single:
             return ("Nothing measured comes close: run `forgetless compare` for this scenario, "
                     "or loosen several constraints.")
@@ -198,9 +232,6 @@ def _check(name: str, row: Row | None, declared: dict, constraints: Constraints,
            scenario: str) -> tuple[list[tuple[str, str]], list[str]]:
     """(constraint, reason) pairs that exclude ``name``, and the notes that admit it."""
     failed, notes = [], []
-    if name in ORACLES:
-        failed.append(("oracle", "an upper bound that trains on every task at once (it sees "
-                                 "the future), not a continual learner"))
     served = declared["scenarios"]
     if declared["needs_task_id"] and not constraints.task_id:
         failed.append(("task id", "needs the task id at test time, which you do not have"))
@@ -257,9 +288,11 @@ def advise(constraints: Constraints, runs: list[RunResult], strategies: dict | N
                 rows[row.strategy] = row
     admitted, exclusions = [], []
     reference = rows.get(REFERENCE)
+    bounds = sorted((r for n, r in rows.items() if is_bound(n)),
+                    key=lambda r: -r.stats["acc"].mean)
     for name in sorted(set(strategies) | set(rows)):
         row = rows.get(name)
-        if name == REFERENCE:
+        if name == REFERENCE or is_bound(name):
             continue
         failed, notes = _check(name, row, _declared(name, row, strategies), constraints,
                                scenario)
@@ -267,33 +300,82 @@ def advise(constraints: Constraints, runs: list[RunResult], strategies: dict | N
             relaxable = [c for c, _ in failed if c in ("raw data", "memory", "compute",
                                                        "task id")]
             exclusions.append(Exclusion(name, "; ".join(r for _, r in failed), row,
-                                        relaxable if len(relaxable) == len(failed) else []))
+                                        relaxable if len(relaxable) == len(failed) else [],
+                                        unmeasured=[c for c, _ in failed] == ["measured"]))
         else:
             admitted.append((row, notes))
     admitted.sort(key=lambda item: (-item[0].stats["acc"].mean, item[0].train_seconds))
-    choices = []
-    for rank, (row, notes) in enumerate(admitted, 1):
-        forgetting = row.stats["forgetting"].mean
-        measured = (f"ACC {row.stats['acc'].percent()} %, "
-                    + ("no forgetting" if forgetting <= ZERO_FORGETTING
-                       else f"forgetting {100 * forgetting:.1f} %"))
-        if reference is not None:
-            gain = row.stats["acc"].mean - reference.stats["acc"].mean
-            measured += f", {100 * gain:+.1f} points vs naive"
-        choices.append(Choice(rank, row, "; ".join([measured] + notes)))
+    tiers: dict[str, list[Choice]] = {"recommended": [], "barely": [], "no better": []}
+    for row, notes in admitted:
+        tier = _tier(row, reference)
+        tiers[tier].append(Choice(len(tiers[tier]) + 1, row,
+                                  "; ".join([_measured(row, reference)] + notes)))
     exclusions.sort(key=lambda e: e.name)
     description = group.description if group is not None else "(no measured runs)"
-    return Advice(constraints, scenario, description, choices, exclusions, reference)
+    return Advice(constraints, scenario, description, tiers["recommended"], exclusions,
+                  reference, bounds, tiers["barely"], tiers["no better"])
+
+
+def _tier(row: Row, reference: Row | None) -> str:
+    """recommended; barely (beats naive, by less than MARGIN); no better (within the seeds'
+    spread of naive, or below it)."""
+    if reference is None:
+        return "recommended"
+    acc, naive = row.stats["acc"], reference.stats["acc"]
+    if acc.within_spread(naive) or acc.mean <= naive.mean:
+        return "no better"
+    return "recommended" if acc.mean - naive.mean >= MARGIN - 1e-9 else "barely"
+
+
+def _measured(row: Row, reference: Row | None) -> str:
+    forgetting = row.stats["forgetting"].mean
+    text = (f"ACC {row.stats['acc'].percent()} %, "
+            + ("no forgetting" if forgetting <= ZERO_FORGETTING
+               else f"forgetting {100 * forgetting:.1f} %"))
+    if reference is not None:
+        gain = row.stats["acc"].mean - reference.stats["acc"].mean
+        text += f", {100 * gain:+.1f} points vs naive"
+    return text
+
+
+#: Before measuring, a strategy whose expected train time exceeds the compute budget by more
+#: than this factor is not trained (measured ratios vary between machines and runs).
+COMPUTE_SLACK = 1.5
+
+
+def allowed_strategies(constraints: Constraints, strategies: dict, costs=None) -> list[str]:
+    """The registered strategies worth measuring for ``constraints``: those that serve the
+    scenario and that no constraint rules out before measuring (raw data, task id; the compute
+    budget against the expected cost ratio, ``costs``: an ``experiments.costs.CostModel``).
+    Bounds and naive are not among them (naive is measured as the reference)."""
+    from forgetless.experiments.compare import served_scenarios
+
+    scenario = constraints.resolved_scenario()
+    allowed = []
+    for name in sorted(strategies):
+        if (name == REFERENCE or is_bound(name)
+                or scenario not in served_scenarios(name, strategies)):
+            continue
+        failed, _ = _check(name, None, _declared(name, None, strategies), constraints,
+                           scenario)
+        if any(c != "measured" for c, _ in failed):
+            continue
+        if (costs is not None and constraints.compute_budget is not None
+                and costs.ratio(name) > COMPUTE_SLACK * constraints.compute_budget):
+            continue
+        allowed.append(name)
+    return allowed
 
 
 def missing_runs(runs: list[RunResult], constraints: Constraints, benchmark: str | None = None,
-                 source: str | None = None, strategies: dict | None = None) -> list:
+                 source: str | None = None, strategies: dict | None = None,
+                 costs=None) -> list:
     """The RunConfigs that would complete the measurements to advise from: none when the
-    closest stored protocol measured every registered strategy that serves the scenario; the
-    registered strategies it lacks (same protocol and seeds) otherwise; ``None`` when nothing
-    is stored for the scenario at all (a whole comparison is needed)."""
+    closest stored protocol measured naive and every strategy the constraints allow
+    (``allowed_strategies``); the ones it lacks (same protocol and seeds) otherwise; ``None``
+    when nothing is stored for the scenario at all (a whole comparison is needed)."""
     from forgetless.config import RunConfig
-    from forgetless.experiments.compare import plan, served_scenarios
+    from forgetless.experiments.compare import plan
 
     if strategies is None:
         from forgetless.strategies import STRATEGIES
@@ -304,8 +386,8 @@ def missing_runs(runs: list[RunResult], constraints: Constraints, benchmark: str
     if group is None:
         return None
     measured = {r.strategy for r in group.rows}
-    lacking = [n for n in sorted(strategies)
-               if n not in measured and scenario in served_scenarios(n)]
+    lacking = [n for n in [REFERENCE] + allowed_strategies(constraints, strategies, costs)
+               if n not in measured]
     if not lacking:
         return []
     example = next(r for r in runs if r.run_id == group.rows[0].run_ids[0]).config

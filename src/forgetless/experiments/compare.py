@@ -9,9 +9,9 @@ results store; the table is built from the store.
 - ``compare`` does both and returns the runs of the comparison, read back from the store.
 
 Budgets (``PRESETS``): ``quick`` (the default of ``forgetless compare``) is 3 epochs per task
-and 3 seeds, which keeps the whole registry on the embedded split MNIST within a few minutes on
-two CPU cores (see benchmarks/compare.md); ``full`` is the default run protocol (5 epochs per
-task) over 5 seeds.
+and 3 seeds, which keeps the whole registry on the embedded split MNIST at about 2 minutes on
+an idle 2-core machine (see benchmarks/compare.md; ``experiments.costs`` estimates a plan);
+``full`` is the default run protocol (5 epochs per task) over 5 seeds.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from forgetless.config import RunConfig
 from forgetless.errors import ConfigurationError, ForgetlessError
+from forgetless.experiments.costs import CostModel, Eta
 from forgetless.results.run_result import RunResult
 from forgetless.results.store import RunStore
 from forgetless.results.summary import SCENARIO_ORDER, family_rank
@@ -110,11 +111,14 @@ def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
 
     base = base or RunConfig()
     settings = dict(settings or {})
+    from forgetless.strategies import canonical_spec
+
     explicit = strategies is not None
-    names = list(dict.fromkeys(strategies if explicit else default_strategies()))
+    names = list(dict.fromkeys(canonical_spec(n) for n in (strategies if explicit
+                                                           else default_strategies())))
     if references:
         names = [n for n in REFERENCE_STRATEGIES if n not in names] + names
-    excluded = set(exclude)
+    excluded = {canonical_spec(n) for n in exclude}
     names = [n for n in names if n not in excluded]
     if not names:
         raise ConfigurationError("no strategies to compare; e.g. --strategies ewc,er.")
@@ -226,12 +230,17 @@ class Outcome:
 
 
 def describe(config: RunConfig) -> str:
-    return f"{config.strategy} {config.scenario} seed {config.seed}"
+    """The run's full name: strategy, its --set values, scenario, seed."""
+    settings = " ".join(f"{k}={v}" for k, v in sorted(config.strategy_params.items()))
+    return " ".join(p for p in (config.strategy, settings, config.scenario,
+                                f"seed {config.seed}") if p)
 
 
-def progress_line(outcome: Outcome, config: RunConfig, note: str, total: int) -> str:
-    """``[done/total] strategy scenario seed N: note`` for a finished run."""
-    return f"[{outcome.trained + len(outcome.failures)}/{total}] {describe(config)}: {note}"
+def progress_line(outcome: Outcome, config: RunConfig, note: str, total: int,
+                  eta: str = "") -> str:
+    """``[done/total] strategy scenario seed N: note; ETA m:ss`` for a finished run."""
+    line = f"[{outcome.trained + len(outcome.failures)}/{total}] {describe(config)}: {note}"
+    return f"{line}; {eta}" if eta else line
 
 
 def pending(configs: list[RunConfig], store: RunStore,
@@ -285,21 +294,27 @@ def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: i
         outcome.seconds = time.perf_counter() - start
         return outcome
     progress = sys.stderr.isatty() if progress is None else progress
+    costs = CostModel.from_store(store)
+    eta = Eta({rid: costs.seconds(config) for config, rid in todo})
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc="compare", unit="run", dynamic_ncols=True)
+        # tqdm's own ETA assumes runs of equal cost; ours weighs each by its expected cost.
+        bar = tqdm(total=len(todo), desc="compare", unit="run", dynamic_ncols=True,
+                   bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}")
+        bar.set_postfix_str(eta.text(), refresh=False)
 
     def finished(config: RunConfig, rid: str, status: str, payload) -> None:
         note = record_outcome(store, outcome, config, rid, status, payload)
+        eta.finished(rid)
         if bar is not None:
-            bar.set_postfix_str(f"{describe(config)}: {note}"[:60], refresh=False)
+            bar.set_postfix_str(f"{eta.text()}; last {describe(config)}: {note}", refresh=False)
             bar.update(1)
             if status != "ok":
                 bar.write(f"{describe(config)} failed: {payload}")
         elif echo is not None:
-            echo(progress_line(outcome, config, note, len(todo)))
+            echo(progress_line(outcome, config, note, len(todo), eta.text()))
 
     try:
         if jobs == 1:

@@ -46,10 +46,26 @@ def resolve(config: RunConfig, strategy) -> dict:
     return resolved
 
 
+def canonical_names(config: RunConfig) -> RunConfig:
+    """The config with every registered name in its registered spelling (``EWC`` -> ``ewc``,
+    ``class-il`` -> ``class``), so the run id does not depend on how a name was typed; an
+    unknown name fails here, before anything is built, with a suggestion."""
+    from forgetless.data.benchmarks import BENCHMARKS
+    from forgetless.data.sources import SOURCES
+    from forgetless.models import MODELS
+    from forgetless.strategies import canonical_spec
+
+    return config.updated(scenario=Scenario.parse(config.scenario).value,
+                          strategy=canonical_spec(config.strategy),
+                          benchmark=BENCHMARKS.canonical(config.benchmark),
+                          source=SOURCES.canonical(config.source),
+                          model=MODELS.canonical(config.model))
+
+
 def configured_strategy(config: RunConfig):
     """The strategy a config asks for (tuned defaults < settings), the resolved config and its
     run id. One place, so a planned run id (``compare``) always equals the trained run's."""
-    config = config.updated(scenario=Scenario.parse(config.scenario).value)  # aliases -> name
+    config = canonical_names(config)
     strategy = build_strategy(config.strategy, config.strategy_params,
                               benchmark=config.benchmark, scenario=config.scenario)
     resolved = resolve(config, strategy)
@@ -58,6 +74,7 @@ def configured_strategy(config: RunConfig):
 
 def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
     """Build everything and check it fits together, before any training or writing."""
+    config = canonical_names(config)
     source_options = {"data_dir": config.data_dir} if config.data_dir else {}
     options = dict(config.benchmark_options)
     tuning = {k: options.pop(k) for k in TUNING_OPTIONS if k in options}
@@ -102,7 +119,8 @@ def peak_rss_bytes() -> int:
 
 
 def run(config: RunConfig, progress: bool | None = None, checkpoint_dir=None,
-        resume: bool = False, loggers=(), overwrite: bool = False) -> RunResult:
+        resume: bool = False, loggers=(), overwrite: bool = False,
+        on_ready=None) -> RunResult:
     """Train and measure one configured run.
 
     ``checkpoint_dir``: checkpoint the learner after every task there; with ``resume``,
@@ -110,11 +128,14 @@ def run(config: RunConfig, progress: bool | None = None, checkpoint_dir=None,
     there is none. Without ``resume`` a folder holding another run's checkpoints is refused,
     unless ``overwrite`` lets this run delete them.
     ``loggers``: experiment loggers (``forgetless.loggers``) given each task's row and the
-    finished run."""
+    finished run. ``on_ready(experiment)``: called once everything is built and checked, before
+    training (the CLI prints its header there, so a bad option fails before any header)."""
     if resume and not checkpoint_dir:
         raise ConfigurationError("--resume needs --checkpoint-dir, the folder of the "
                                  "checkpoints to continue from.")
     experiment = prepare(config, progress)
+    if on_ready is not None:
+        on_ready(experiment)
     learner = experiment.learner
     parameters_before = parameter_count(learner.model)
     for logger in loggers:

@@ -3,7 +3,7 @@ on a local process pool (``forgetless.experiments.compare``'s) or on a Ray clust
 recorded in the results store under its run id, so finished runs are skipped when a sweep is
 run again.
 
-A sweep file (TOML)::
+A sweep file (TOML; docs/sweeps.md documents it with examples that a test runs)::
 
     [base]                     # RunConfig fields shared by every run
     source = "digits"

@@ -74,11 +74,20 @@ class ConvNet(nn.Module):
         return self.head(self.body(x))
 
 
-def build_model(name: str, input_shape: tuple[int, ...], num_outputs: int, **options) -> nn.Module:
-    """Build a registered model by name, e.g. ``build_model("mlp", (1, 28, 28), 10)``."""
+def build_model(name: str, input_shape: tuple[int, ...], num_outputs: int,
+                seed: int | None = None, **options) -> nn.Module:
+    """Build a registered model by name, e.g. ``build_model("mlp", (1, 28, 28), 10, seed=0)``.
+
+    ``seed`` fixes the initial weights (without touching the global RNG), so the same seed
+    gives the same model; without it the weights come from torch's global RNG."""
     cls = MODELS.get(name)
     try:
-        model = cls(input_shape, num_outputs, **options)
+        if seed is None:
+            model = cls(input_shape, num_outputs, **options)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = cls(input_shape, num_outputs, **options)
     except TypeError as error:
         raise ConfigurationError(
             f"model '{name}': {error}; see its docstring for options.") from None

@@ -61,6 +61,20 @@ FILTERS = ("strategy", "family", "benchmark", "source", "scenario", "tasks", "se
            "variant", "run_id")
 
 
+#: Config fields ``to_frame`` copies next to the listing columns.
+FRAME_CONFIG = ("model", "epochs", "iterations", "batch_size", "lr", "optimizer")
+
+
+def to_frame(path: str | Path = DEFAULT_STORE, **filters):
+    """``forgetless.results.to_frame("forgetless-runs.db", scenario="class")``: the stored runs
+    as a pandas DataFrame (see ``RunStore.to_frame``); the store must exist."""
+    if not Path(path).is_file():
+        raise ConfigurationError(f"no results store at '{path}'; run `forgetless compare` "
+                                 "first, or give the store's path.")
+    with RunStore(path) as store:
+        return store.to_frame(**filters)
+
+
 def protocol_key(config: dict) -> str:
     """What runs are compared on: the config without strategy, scenario and seed."""
     rest = {k: v for k, v in config.items()
@@ -257,16 +271,26 @@ class RunStore:
     def run_ids(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT run_id FROM runs")}
 
+    def distinct(self, column: str) -> set:
+        """The values a filter column holds, e.g. ``distinct("strategy")``."""
+        if column not in FILTERS:
+            raise ConfigurationError(f"cannot list '{column}'; columns: {', '.join(FILTERS)}.")
+        return {r[0] for r in self._db.execute(f"SELECT DISTINCT {column} FROM runs")}
+
     def get(self, run_id: str) -> RunResult:
-        """One run by id (a unique prefix is enough)."""
-        rows = self._db.execute("SELECT record FROM runs WHERE run_id LIKE ? ESCAPE '\\' "
-                                "LIMIT 2",
+        """One run by id (a unique prefix is enough); an ambiguous prefix lists its matches."""
+        rows = self._db.execute("SELECT run_id, strategy, scenario, seed, record FROM runs "
+                                "WHERE run_id LIKE ? ESCAPE '\\' ORDER BY run_id LIMIT 6",
                                 (_escape_like(run_id) + "%",)).fetchall()
-        if len(rows) != 1:
-            what = "no run" if not rows else "more than one run"
-            raise ConfigurationError(f"{what} in '{self.path}' has an id starting with "
+        if not rows:
+            raise ConfigurationError(f"no run in '{self.path}' has an id starting with "
                                      f"'{run_id}'; `forgetless runs` lists the ids.")
-        return RunResult.from_dict(json.loads(rows[0][0]))
+        if len(rows) > 1:
+            shown = "; ".join(f"{r[0][:12]} ({r[1]} {r[2]} seed {r[3]})" for r in rows[:5])
+            more = ", and more" if len(rows) > 5 else ""
+            raise ConfigurationError(f"'{run_id}' is the start of several run ids in "
+                                     f"'{self.path}': {shown}{more}; give more characters.")
+        return RunResult.from_dict(json.loads(rows[0][4]))
 
     def get_many(self, run_ids: Iterable[str]) -> dict[str, RunResult]:
         """The stored runs among ``run_ids`` (full ids), by id; missing ones are left out."""
@@ -312,6 +336,30 @@ class RunStore:
         rows = self._db.execute(f"SELECT {', '.join(names)} FROM runs{where} "
                                 "ORDER BY created, run_id", values).fetchall()
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def to_frame(self, **filters):
+        """The matching runs as a pandas DataFrame, one row per run, oldest first: the listing
+        columns (run id, strategy, family, scenario, ACC, forgetting, costs, ...), the training
+        budget from the config, each hyper-parameter as ``param.<strategy>.<name>``, and the
+        accuracy matrix. Needs pandas: ``pip install "forgetless[pandas]"``."""
+        try:
+            import pandas as pd
+        except ModuleNotFoundError:
+            raise ConfigurationError('to_frame needs pandas: pip install "forgetless[pandas]".') \
+                from None
+        rows = []
+        for run in self.select(**filters):
+            row = {k: v for k, v in _row(run).items() if k != "record"}
+            config = run.config
+            row.update({k: config.get(k) for k in FRAME_CONFIG})
+            row.update({f"param.{k}": v for k, v in config.get("strategy_params", {}).items()})
+            row["accuracy_matrix"] = run.accuracy_matrix
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        for column in ("stores_raw_data", "needs_task_id"):
+            if column in frame:
+                frame[column] = frame[column].astype(bool)
+        return frame
 
     def close(self) -> None:
         self._db.close()

@@ -22,11 +22,25 @@ import numpy as np
 from forgetless.metrics import summarize
 from forgetless.results.run_result import RunResult
 from forgetless.results.store import protocol_key, variant_key
-from forgetless.tables import format_table
+from forgetless.tables import (
+    Column,
+    fit_columns,
+    format_columns,
+    format_table,
+    terminal_width,
+    wrap,
+)
 
 FAMILY_ORDER = ("baseline", "regularization", "replay", "architecture", "hybrid")
 SCENARIO_ORDER = ("task", "domain", "class")
 METRICS = ("acc", "forgetting", "bwt", "fwt")
+#: Strategies that keep all data seen (or to come): references to compare with, never a winner.
+BOUNDS = frozenset({"joint", "cumulative"})
+
+
+def is_bound(strategy: str) -> bool:
+    """A bound, or a composition with one (``ewc+cumulative`` keeps all data too)."""
+    return any(part.strip() in BOUNDS for part in strategy.split("+"))
 
 
 @dataclass
@@ -41,6 +55,12 @@ class Stat:
         values = np.asarray(list(values), dtype=float)
         sd = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         return cls(float(values.mean()), sd)
+
+    def within_spread(self, other: Stat) -> bool:
+        """Do the two means differ by no more than the larger of the two sds over seeds? Then
+        the difference is not significant. False when neither has an sd (one seed each)."""
+        spreads = [s for s in (self.sd, other.sd) if not math.isnan(s)]
+        return bool(spreads) and abs(self.mean - other.mean) <= max(spreads)
 
     def percent(self, digits: int = 1) -> str:
         text = f"{100 * self.mean:.{digits}f}"
@@ -69,6 +89,7 @@ class Row:
     mean_matrix: list[list[float]]
     task_descriptions: list[str]
     time_ratio: float | None = None  # train time / naive's in the same group
+    mark: str = ""  # WINNER, TIED or "" (see ``mark_winners``)
 
 
 @dataclass
@@ -148,6 +169,30 @@ def _label_variants(rows: list[Row]) -> None:
             row.label = f"{row.strategy} ({shown or row.variant[:6]})"
 
 
+#: The marks ``mark_winners`` gives, and the rule, said once for every table's footnote.
+WINNER, TIED = "*", "~"
+MARK_RULE = (f"{WINNER} best ACC of the continual learners (bounds joint and cumulative left "
+             f"out); {TIED} tied with it: the two mean ACCs differ by no more than the larger of "
+             "their sds over seeds, so the difference is not a win. With one seed nothing is "
+             "tied.")
+
+
+def mark_winners(rows: list[Row]) -> None:
+    """Mark the best non-bound row by mean ACC (``WINNER``) and every non-bound row within the
+    seeds' spread of it (``TIED``, ``Stat.within_spread``): a difference inside the spread is
+    not a win. One seed has no sd, so only the best is marked."""
+    for row in rows:
+        row.mark = ""
+    learners = [r for r in rows if not is_bound(r.strategy)]
+    if not learners:
+        return
+    best = max(learners, key=lambda r: r.stats["acc"].mean)
+    best.mark = WINNER
+    for row in learners:
+        if row is not best and row.stats["acc"].within_spread(best.stats["acc"]):
+            row.mark = TIED
+
+
 def family_rank(family: str) -> int:
     return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
 
@@ -173,6 +218,7 @@ def group_runs(runs: list[RunResult]) -> list[Group]:
             if naive is not None and naive.train_seconds > 0:
                 row.time_ratio = row.train_seconds / naive.train_seconds
         group.rows.sort(key=lambda r: (family_rank(r.family), -r.stats["acc"].mean, r.label))
+        mark_winners(group.rows)
     protocols = list(descriptions)  # first seen first
     return sorted(groups.values(), key=lambda g: (
         protocols.index(g.protocol),
@@ -216,10 +262,11 @@ def row_cells(row: Row) -> list[str]:
 
 
 def _grouped_cells(group: Group) -> list[list[str]]:
-    """The family named once, on the first row of its block."""
+    """The family named once, on the first row of its block; the winner marked."""
     cells, previous = [], None
     for row in group.rows:
         line = row_cells(row)
+        line[1] = _marked(row)
         if row.family == previous:
             line[0] = ""
         previous = row.family
@@ -233,16 +280,67 @@ NOTE = ("ACC: final average accuracy; forgetting: mean drop from each task's bes
         "beyond the model; raw data: stores training samples; task id: needs it at test time.")
 
 
-def format_text(groups: list[Group]) -> str:
+def _marked(row: Row) -> str:
+    return f"{row.label} {row.mark}" if row.mark else row.label
+
+
+def _family_cell(group: Group):
+    """The family named once, on the first row of its block."""
+    first = {}
+    for row in group.rows:
+        first.setdefault(row.family, id(row))
+    return lambda row: row.family if first[row.family] == id(row) else ""
+
+
+def terminal_columns(group: Group) -> list[Column]:
+    """The terminal table's columns with short headers; ``drop`` orders what a narrow terminal
+    loses first (the full set is ``HEADERS``, shown with ``--wide``)."""
+    return [
+        Column("family", _family_cell(group), "l", drop=4),
+        Column("strategy", _marked, "l"),
+        Column("seeds", lambda r: str(len(r.seeds)), drop=9),
+        Column("ACC %", lambda r: r.stats["acc"].percent()),
+        Column("forget %", lambda r: r.stats["forgetting"].percent(), drop=3),
+        Column("BWT %", lambda r: r.stats["bwt"].percent(), drop=6),
+        Column("FWT %", lambda r: r.stats["fwt"].percent(), drop=5),
+        Column("time", lambda r: ratio_text(r.time_ratio), drop=2),
+        Column("peak mem", lambda r: human_bytes(r.peak_rss_bytes), drop=8),
+        Column("holds", lambda r: human_bytes(r.strategy_bytes), drop=1),
+        Column("+params", lambda r: count_text(r.parameters_added), drop=7),
+        Column("raw", lambda r: yes_no(r.stores_raw_data), "l", drop=1),
+        Column("tid", lambda r: yes_no(r.needs_task_id), "l", drop=1),
+    ]
+
+
+#: Shown under a short-header table: what each short header means.
+SHORT_NOTE = ("forget: forgetting; time: train time over naive's; holds: bytes the strategy keeps "
+              "beyond the model; raw: stores raw training samples; tid: needs the task id at "
+              "test time; mean ± sd over seeds.")
+
+
+def format_text(groups: list[Group], width: int | None = None, wide: bool = False) -> str:
+    """The terminal tables. By default fitted to ``width`` (the terminal's) with short headers,
+    the least important columns left out until the table fits; ``wide``: every column, full
+    headers, as long as it needs."""
     if not groups:
         return "no runs."
-    parts = []
+    if wide:
+        parts = []
+        for group in groups:
+            parts += [group.title, format_table(HEADERS, _grouped_cells(group),
+                                                align="llr" + "r" * 8 + "ll"), ""]
+        return "\n".join(parts + [wrap(f"{NOTE} {MARK_RULE}",
+                                        terminal_width() if width is None else width)])
+    width = terminal_width() if width is None else width
+    parts, left_out = [], []
     for group in groups:
-        parts.append(group.title)
-        parts.append(format_table(HEADERS, _grouped_cells(group), align="llr" + "r" * 8 + "ll"))
-        parts.append("")
-    parts.append(NOTE)
-    return "\n".join(parts)
+        kept, dropped = fit_columns(terminal_columns(group), group.rows, width)
+        left_out += [c.header for c in dropped if c.header not in left_out]
+        parts += [wrap(group.title, width), format_columns(kept, group.rows), ""]
+    note = SHORT_NOTE + " " + MARK_RULE
+    if left_out:
+        note += f" Left out at {width} columns: {', '.join(left_out)} (--wide shows all)."
+    return "\n".join(parts + [wrap(note, width)])
 
 
 def _md(text: str) -> str:
@@ -260,7 +358,7 @@ def to_markdown(groups: list[Group]) -> str:
                 cells[0] = f"**{cells[0]}**"
             lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
         lines.append("")
-    lines.append(_md(NOTE))
+    lines.append(_md(f"{NOTE} {MARK_RULE}"))
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,8 @@ STRATEGIES: Registry = Registry("strategy", discover="forgetless.strategies")
 FAMILIES = ("baseline", "regularization", "architecture", "replay", "hybrid")
 
 __all__ = ["STRATEGIES", "Batch", "Composite", "Footprint", "Strategy", "TrainingData",
-           "build_strategy", "register", "resolve_hyperparameters", "tuned_defaults"]
+           "build_strategy", "canonical_spec", "register", "resolve_hyperparameters",
+           "tuned_defaults"]
 
 
 def register(name: str):
@@ -89,15 +90,23 @@ def resolve_hyperparameters(names: list[str], settings: dict, benchmark: str | N
 
 
 def _unknown_parameter(name: str, param: str, accepted) -> ConfigurationError:
-    import difflib
+    from forgetless.errors import did_you_mean
 
-    close = difflib.get_close_matches(param, list(accepted), n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    hint = did_you_mean(param, accepted, cutoff=0.6)
     listed = ", ".join(sorted(accepted)) or "none"
     return ConfigurationError(
         f"strategy '{name}' has no hyper-parameter '{param}'.{hint} Its hyper-parameters: "
         f"{listed}."
     )
+
+
+def canonical_spec(spec: str) -> str:
+    """``"EWC + er"`` -> ``"ewc+er"``: each part in its registered spelling (unknown names fail
+    with a suggestion)."""
+    names = [STRATEGIES.canonical(n.strip()) for n in str(spec).split("+") if n.strip()]
+    if not names:
+        raise ConfigurationError("no strategy named; e.g. --strategy naive or ewc+er.")
+    return "+".join(names)
 
 
 def build_strategy(spec: str | Strategy, settings: dict | None = None,
@@ -106,9 +115,7 @@ def build_strategy(spec: str | Strategy, settings: dict | None = None,
     benchmark and scenario, overridden by ``settings``."""
     if isinstance(spec, Strategy):
         return spec
-    names = [n.strip() for n in str(spec).split("+") if n.strip()]
-    if not names:
-        raise ConfigurationError("no strategy named; e.g. --strategy naive or ewc+er.")
+    names = canonical_spec(spec).split("+")
     parts = []
     for name, params in zip(names, resolve_hyperparameters(names, settings or {}, benchmark,
                                                            scenario), strict=True):

@@ -14,10 +14,10 @@ def mlp_layers(model: nn.Module, strategy: str) -> list[nn.Linear]:
     from forgetless.models.networks import MLP
 
     if not isinstance(model, MLP):
-        raise ConfigurationError(
-            f"{strategy} builds on the layers of an MLP but the model is a "
-            f"{type(model).__name__}; use --model mlp (build_model('mlp', ...))."
-        )
+        problem = (f"{strategy} builds on the layers of an MLP but the model is a "
+                   f"{type(model).__name__}")
+        raise ConfigurationError(f"{problem}; build it with build_model('mlp', ...).",
+                                 cli=f"{problem}; use --model mlp.")
     return [m for m in model.body if isinstance(m, nn.Linear)] + [model.head]
 
 

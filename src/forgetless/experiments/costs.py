@@ -1,0 +1,157 @@
+"""What a planned run will cost, before it is trained: the ETA of a comparison and the time
+estimate of ``compare --dry-run`` and ``advise``.
+
+A run's cost is its strategy's train time as a multiple of naive's on the same protocol. The
+ratio comes from the results store when it holds runs of that strategy and of naive on one
+protocol (measured beats assumed); otherwise from ``COST_PRIOR``, the ratios that
+benchmarks/compare.md measured for the default comparison. The seconds of one naive run come
+from the store's naive runs of the same protocol, else from ``NAIVE_SECONDS_PRIOR`` scaled by
+the epochs. During a comparison the ETA is calibrated on the runs already finished: elapsed
+seconds per unit of cost, times the cost still to come, so one slow generative-replay run no
+longer makes the estimate jump.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from forgetless.config import RunConfig
+from forgetless.results.store import RunStore, protocol_key
+
+#: Train time over naive's on the embedded split MNIST, `--quick` (the "time x naive" column of
+#: benchmarks/compare.md, `forgetless compare --csv compare.csv`, mean over scenarios, rounded).
+COST_PRIOR = {
+    "naive": 1.0, "joint": 0.9, "cumulative": 2.7,
+    "ewc": 1.6, "online-ewc": 1.6, "si": 1.4, "mas": 1.4, "lwf": 1.2,
+    "er": 1.4, "agem": 2.1, "derpp": 2.1, "icarl": 2.1, "generative-replay": 21.8,
+    "pnn": 3.8, "packnet": 1.9, "hat": 2.9,
+}
+#: A strategy neither the store nor the prior knows.
+UNKNOWN_COST = 2.0
+#: Train seconds of one naive run of the default protocol (3 epochs per task, split MNIST), and
+#: the seconds each run spends outside training (data, evaluation, set-up): in
+#: benchmarks/compare.md's table naive trains in 0.57 s, and the 120 runs took 130 s on 2
+#: workers (260 worker-seconds) of which 220 s were train time: 40 s / 120 runs = 0.33 s.
+NAIVE_TRAIN_SECONDS_PRIOR = 0.57
+PRIOR_EPOCHS = 3
+RUN_OVERHEAD_S = 0.33
+
+
+def _parts(spec: str) -> list[str]:
+    return [p.strip() for p in spec.split("+") if p.strip()]
+
+
+@dataclass
+class CostModel:
+    """Cost ratios per strategy and naive seconds per protocol, measured where possible."""
+
+    ratios: dict[str, float]  # strategy -> train time / naive's (measured ones)
+    naive_seconds: dict[str, float]  # protocol -> seconds of one naive run (measured ones)
+
+    @classmethod
+    def from_store(cls, store: RunStore | None) -> CostModel:
+        """Ratios from the store's runs: each strategy's mean train time over naive's mean on
+        the same protocol, averaged over protocols."""
+        if store is None:
+            return cls({}, {})
+        seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for row in store.summaries():
+            if row["train_seconds"] is not None:
+                seconds[(row["protocol"], row["strategy"])].append(row["train_seconds"])
+        naive = {p: sum(v) / len(v) for (p, s), v in seconds.items() if s == "naive"}
+        ratios: dict[str, list[float]] = defaultdict(list)
+        for (protocol, strategy), values in seconds.items():
+            if protocol in naive and naive[protocol] > 0:
+                ratios[strategy].append(sum(values) / len(values) / naive[protocol])
+        return cls({s: sum(v) / len(v) for s, v in ratios.items()}, naive)
+
+    def ratio(self, strategy: str) -> float:
+        """A strategy's cost in naive runs; a composition pays naive once plus each part's
+        extra."""
+        if strategy in self.ratios:
+            return self.ratios[strategy]
+        parts = _parts(strategy)
+        if len(parts) > 1:
+            return 1.0 + sum(self.ratio(p) - 1.0 for p in parts)
+        return COST_PRIOR.get(strategy, UNKNOWN_COST)
+
+    def measured(self, strategy: str) -> bool:
+        return strategy in self.ratios
+
+    def naive_train_seconds(self, config: RunConfig) -> float:
+        protocol = protocol_key(config.to_dict())
+        if protocol in self.naive_seconds:
+            return self.naive_seconds[protocol]
+        epochs = config.epochs if not config.iterations else PRIOR_EPOCHS
+        return NAIVE_TRAIN_SECONDS_PRIOR * epochs / PRIOR_EPOCHS
+
+    def seconds(self, config: RunConfig) -> float:
+        """The expected wall seconds of one run on one worker."""
+        return self.ratio(config.strategy) * self.naive_train_seconds(config) + RUN_OVERHEAD_S
+
+
+@dataclass
+class Estimate:
+    """What a plan will take."""
+
+    runs: int  # planned
+    todo: int  # not in the store yet
+    seconds: float  # wall time on ``jobs`` workers
+    assumed: list[str]  # strategies whose cost ratio is the prior, not measured
+
+    strategies: int = 0  # distinct strategies planned
+
+    def describe(self) -> str:
+        """``about 2:10 on an idle machine (cost ratios: ...)``."""
+        if not self.assumed:
+            basis = "cost ratios measured in the store"
+        elif len(self.assumed) == self.strategies:
+            basis = "no runs in the store to time from: cost ratios of benchmarks/compare.md"
+        else:
+            basis = (f"cost ratios from the store, benchmarks/compare.md's for "
+                     f"{', '.join(self.assumed)}")
+        return f"about {format_duration(self.seconds)} on an idle machine ({basis})"
+
+
+def estimate(configs: Iterable[RunConfig], model: CostModel, jobs: int) -> Estimate:
+    """The wall time of training ``configs`` on ``jobs`` workers: the busiest worker when the
+    runs, longest first, go to whichever worker is free first."""
+    configs = list(configs)
+    costs = sorted((model.seconds(c) for c in configs), reverse=True)
+    workers = [0.0] * max(1, jobs)
+    for cost in costs:
+        workers[workers.index(min(workers))] += cost
+    assumed = sorted({c.strategy for c in configs if not model.measured(c.strategy)})
+    return Estimate(len(configs), len(configs), max(workers), assumed,
+                    len({c.strategy for c in configs}))
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+class Eta:
+    """Time left in a comparison: each finished run counts by its expected cost, and the
+    elapsed time per unit of cost so far prices what is left."""
+
+    def __init__(self, costs: dict[str, float]) -> None:
+        self.costs = dict(costs)  # run id -> expected cost (any unit)
+        self.done = 0.0
+        self.start = time.perf_counter()
+
+    def finished(self, run_id: str) -> None:
+        self.done += self.costs.get(run_id, 0.0)
+
+    def remaining_seconds(self) -> float | None:
+        if self.done <= 0:
+            return None
+        left = sum(self.costs.values()) - self.done
+        return (time.perf_counter() - self.start) / self.done * max(0.0, left)
+
+    def text(self) -> str:
+        left = self.remaining_seconds()
+        return "ETA ?" if left is None else f"ETA {format_duration(left)}"
