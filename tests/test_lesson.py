@@ -1,7 +1,9 @@
 """The lesson of a comparison: exact sentences for a hand-made set of runs, and edge cases."""
 
-from fake_runs import fake_run
+from fake_runs import BOUNDS, TINY, TINY_ARGS, fake_run, run_cli
+from forgetless.experiments.compare import plan, planned_run_id
 from forgetless.results.lesson import is_bound, lesson, worst_first
+from forgetless.results.store import RunStore
 from forgetless.results.summary import group_runs
 
 LEARNED = 0.98
@@ -166,3 +168,31 @@ def test_a_fix_that_reaches_the_bound_is_not_said_to_close_more_than_the_whole_g
     assert lesson(runs).findings[1] == ("Replay fixes most of it: er ends at 98.0% ACC "
                                         "(forgetting 0.0%), as high as joint training "
                                         "(97.2%).")
+
+
+def test_compare_opens_with_the_lesson_then_the_worst_forgetting_table(tmp_path, capsys,
+                                                                       monkeypatch):
+    """Stored hand-made runs under the planned ids: compare reuses them and trains nothing."""
+    monkeypatch.setenv("COLUMNS", "100")
+    forgotten = {("naive", "class"): 0.0, ("naive", "domain"): 0.9, ("joint", "class"): 0.97,
+                 ("joint", "domain"): 0.97, ("cumulative", "class"): 0.96,
+                 ("cumulative", "domain"): 0.96}
+    with RunStore(tmp_path / "runs.db") as store:
+        for config in plan(TINY, strategies=BOUNDS, scenarios=["domain", "class"],
+                           seeds=[0, 1]):
+            run = hand_run(config.strategy, config.scenario, config.seed,
+                           forgotten[config.strategy, config.scenario])
+            run.run_id, run.config = planned_run_id(config), config.to_dict()
+            store.put(run)
+    status, out, err = run_cli(capsys, "compare", *TINY_ARGS, "--epochs", "2", "--strategies",
+                               ",".join(BOUNDS), "--scenario", "domain,class", "--seeds", "2",
+                               "--store", str(tmp_path / "runs.db"), "--no-report", "-q")
+    assert status == 0, err
+    assert "0 trained now, 12 reused" in out
+    assert out.startswith("The lesson (class-incremental):\nForgetting is worst in the "
+                          "class-incremental scenario: naive fine-tuning learns each task to "
+                          "98.0%")
+    lesson_part = out.split("\n\n", 1)[0]
+    assert max(len(line) for line in lesson_part.splitlines()) <= 100
+    assert "references, never\n    recommended." in lesson_part  # wrapped, indented
+    assert out.index("class-incremental — ") < out.index("domain-incremental — ")
