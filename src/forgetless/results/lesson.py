@@ -197,8 +197,8 @@ def _findings(group: Group, naive: Row | None, best: Row | None, only: bool) -> 
     if room and room > 0 and gain >= room:
         sentence += f", as high as {bound.label} training ({_pct(bound.stats['acc'].mean)})"
     elif room and room > 0:
-        sentence += (f", closing {gain / room:.0%} of the gap to {bound.label} training "
-                     f"({_pct(bound.stats['acc'].mean)})")
+        sentence += (f", closing {math.floor(100 * gain / room)}% of the gap to {bound.label} "
+                     f"training ({_pct(bound.stats['acc'].mean)})")
     found.append(sentence + ".")
     return found
 
