@@ -229,8 +229,9 @@ def render(runs: list[RunResult], title: str = "forgetless comparison",
                   "<p class='note'>Heat map: accuracy on task j (columns) after training task i "
                   "(rows), mean over seeds; hatched cells are tasks not trained yet. Curves: "
                   "each task's accuracy from when it was learned (its own colour, dash and "
-                  "marker; markers sit a few pixels apart sideways so equal values stay "
-                  "visible); a falling line is forgetting.</p>",
+                  "marker; tasks are drawn a pixel or two apart so that equal values stay "
+                  "visible, a marker's tooltip has the exact value); a falling line is "
+                  "forgetting.</p>",
                   f"<div class='strategies'>{_strategy_cards(group)}</div></section>"]
     parts.append(f"<p class='note'>{_e(NOTE)}</p><script>{SORT_SCRIPT}</script></body></html>")
     return "".join(parts)

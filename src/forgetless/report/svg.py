@@ -201,24 +201,30 @@ def _legend(x: float, top: float, entries: list[tuple[str, str]]) -> tuple[list[
     return body, 22 + CHAR_WIDTH * longest + 6
 
 
+#: Pixels between two tasks' curves where their values are equal.
+LIFT = 1.6
+
+
 def task_curves(matrix: list[list[float]], title: str, width: int = 310,
                 height: int = 210) -> str:
     """One line per task j: its accuracy after training task i, for i >= j.
 
-    Tasks differ in colour, dash and marker; markers are dodged sideways by a few pixels per
-    task (the accuracy, on the y axis, is exact), so curves that coincide -- several tasks at
-    100% -- still show each task's marker."""
+    Tasks differ in colour, dash and marker. Curves that coincide (several tasks at 100%) would
+    hide one another, so task j is drawn ``LIFT`` px per task above or below its value (at most
+    a few px; each marker's tooltip has the exact value) and its markers a few px sideways."""
     t = len(matrix)
     left, top, right, bottom = 42, 22, 72, 38
     w, h = width - left - right, height - top - bottom
-    dodge = min(3.0, (w / max(t - 1, 1)) / (2 * t))
+    dodge = min(2.5, (w / max(t - 1, 1)) / (2 * t))  # px between two tasks' markers
 
     def px(i: int, j: int = -1) -> float:
         base = left + (w * i / (t - 1) if t > 1 else w / 2)
         return base if j < 0 else base + dodge * (j - (t - 1) / 2)
 
-    def py(value: float) -> float:
-        return top + h * (1 - min(max(value, 0.0), 1.0))
+    lift = min(LIFT, 8.0 / t)
+
+    def py(value: float, j: float = (t - 1) / 2) -> float:
+        return top + h * (1 - min(max(value, 0.0), 1.0)) - lift * (j - (t - 1) / 2)
 
     body = [_text(left + w / 2, 13, title, 12, extra="font-weight='bold'")]
     body += _axes(left, top, w, h, [(px(i), str(i + 1)) for i in range(t)],
@@ -229,13 +235,13 @@ def task_curves(matrix: list[list[float]], title: str, width: int = 310,
         color, dash = TASK_COLORS[j % len(TASK_COLORS)], DASHES[j % len(DASHES)]
         shape, filled = marker_style(j)
         dashing = f" stroke-dasharray='{dash}'" if dash else ""
-        points = [(px(i, j), py(matrix[i][j])) for i in range(j, t)]
+        points = [(px(i, j), py(matrix[i][j], j)) for i in range(j, t)]
         if len(points) > 1:
             body.append("<polyline class='task-curve' points='"
                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-                        + f"' fill='none' stroke='{color}' stroke-width='1.8'{dashing}/>")
+                        + f"' fill='none' stroke='{color}' stroke-width='1.6'{dashing}/>")
         for i, (x, y) in zip(range(j, t), points, strict=True):
-            body.append(marker(shape, x, y, color, 3.2, filled,
+            body.append(marker(shape, x, y, color, 2.6, filled,
                                tip=f"task {j + 1} after task {i + 1}: "
                                    f"{100 * matrix[i][j]:.1f}%", kind="point"))
         sample = (f"<line x1='-9' y1='0' x2='9' y2='0' stroke='{color}' stroke-width='1.8'"
