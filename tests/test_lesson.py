@@ -196,3 +196,13 @@ def test_compare_opens_with_the_lesson_then_the_worst_forgetting_table(tmp_path,
     assert max(len(line) for line in lesson_part.splitlines()) <= 100
     assert "references, never\n    recommended." in lesson_part  # wrapped, indented
     assert out.index("class-incremental — ") < out.index("domain-incremental — ")
+
+
+def test_with_several_protocols_the_lesson_names_the_one_it_speaks_of():
+    other = [hand_run("naive", "class", seed, 0.5, source="digits") for seed in (0, 1, 2)]
+    found = lesson(other + class_runs())
+    assert found.findings[0].endswith("on average (measured on split mnist, 5 tasks, mlp, 5 "
+                                      "epochs/task, batch 128, adam lr 0.001).")
+    groups = worst_first(group_runs(other + class_runs()))
+    assert [g.rows[0].label for g in groups][-1] == "naive"  # digits forgets less: last
+    assert len(groups) == 2 and groups[0].protocol == found.protocol

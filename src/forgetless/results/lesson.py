@@ -249,7 +249,7 @@ def lesson(runs: list[RunResult]) -> Lesson:
                     findings=_findings(worst, naive, ranked[0] if ranked else None,
                                        only=len(same_protocol) == 1))
     if len({g.protocol for g in groups}) > 1:
-        result.findings[0] += f" (measured on {worst.description})"
+        result.findings[0] = result.findings[0][:-1] + f" (measured on {worst.description})."
     model_bytes = _model_bytes(worst, by_id)
     no_raw = next((r for r in ranked if not r.stores_raw_data), None)
     result.choices.append(_choice("Without storing raw data", no_raw, naive))
