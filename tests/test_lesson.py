@@ -132,15 +132,15 @@ def test_one_seed_warns_that_the_spread_is_unknown_and_claims_no_tie():
 def test_when_everything_ties_nothing_is_called_a_fix():
     runs = (seeds("naive", "class", [0.1, 0.2, 0.3])
             + seeds("ewc", "class", [0.1, 0.2, 0.3], family="regularization", held=400_000)
-            + seeds("er", "class", [0.1, 0.2, 0.3], family="replay", held=1000,
-                    stores_raw_data=True))
+            + seeds("er", "class", [0.105, 0.205, 0.305], family="replay", held=1000,
+                    stores_raw_data=True))  # 0.4 points higher, inside the spread (sd 8)
     found = lesson(runs)
     assert found.findings[1] == ("Nothing measured here beats naive fine-tuning beyond the "
-                                 "seeds' spread: the best, er, ends at 35.6% ACC against "
+                                 "seeds' spread: the best, er, ends at 36.0% ACC against "
                                  "naive's 35.6%.")
     assert found.choices[0] == ("Without storing raw data: ewc, 35.6% ACC, 1.00x naive's train "
                                 "time, holding 400.0 kB; no better than naive (35.6%).")
-    assert "Replay methods do no better than naive here: 35.6% vs 35.6%." in found.caveats
+    assert "Replay methods do no better than naive here: 36.0% vs 35.6%." in found.caveats
     assert "Regularizers do no better than naive here: 35.6% vs 35.6%." in found.caveats
 
 
