@@ -1,4 +1,5 @@
-"""``forgetless compare``: every strategy, each scenario it serves, several seeds; one table."""
+"""``forgetless compare``: every strategy, each scenario it serves, several seeds; the lesson
+first, then one table per scenario, where forgetting is worst first."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
     from forgetless.experiments.compare import PRESETS, plan
     from forgetless.experiments.compare import compare as run_comparison
     from forgetless.report import write_report
+    from forgetless.results.lesson import lesson, worst_first
     from forgetless.results.store import RunStore
     from forgetless.results.summary import describe_protocol, format_text, group_runs
     from forgetless.storage import check_writable
@@ -112,7 +114,10 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
             raise SystemExit(130) from None
         stored = len(db)
     groups = group_runs(runs)
-    click.echo(format_text(groups, wide=wide))
+    summary = lesson(runs).format_text(width=min(100, terminal_width()))
+    if summary:
+        click.echo(summary + "\n")
+    click.echo(format_text(worst_first(groups), wide=wide))
     click.echo("")
     write_exports(groups, csv_path, markdown_path)
     click.echo(f"store: {Path(store).resolve()}")

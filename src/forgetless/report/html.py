@@ -1,18 +1,21 @@
-"""One self-contained HTML page for a set of stored runs: no script, no network, styles inline.
+"""One self-contained HTML page for a set of stored runs: no network, styles inline, one small
+inline script of our own (sorting the tables; the page reads the same without it).
 
-Per protocol and scenario: the comparison table (grouped by family), ACC against cost (train
-time, memory held), and per strategy its accuracy-matrix heat map and per-task curves. Every
-piece of text that comes from a config, a strategy name or a task description is escaped.
+At the top, the lesson (``forgetless.results.lesson``); then per protocol and scenario, where
+forgetting is worst first: the comparison table (grouped by family; click a header to sort),
+ACC against cost (train time, bytes the strategy holds), and per strategy its accuracy-matrix
+heat map and per-task curves. Every piece of text that comes from a config, a strategy name or
+a task description is escaped; the script is a constant and takes no data.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
 from forgetless.report import svg
+from forgetless.results.lesson import Lesson, lesson, worst_first
 from forgetless.results.run_result import RunResult
 from forgetless.results.summary import (
     HEADERS,
@@ -36,13 +39,24 @@ STYLE = """
 body { font-family: sans-serif; margin: 24px; color: #111827; background: #ffffff; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 36px; }
 .meta, .note { color: #4b5563; font-size: 13px; }
+section.lesson { border: 1px solid #fdba74; background: #fff7ed; border-radius: 8px;
+  padding: 4px 18px 10px; max-width: 1000px; }
+section.lesson h2 { margin-top: 12px; } section.lesson h3 { font-size: 15px; margin: 12px 0 4px; }
+section.lesson p, section.lesson li { font-size: 14px; line-height: 1.45; }
+section.lesson ul { margin: 4px 0; padding-left: 22px; }
+.table-scroll { max-width: 100%; overflow-x: auto; }
 table.comparison { border-collapse: collapse; font-size: 13px; margin: 12px 0; }
 table.comparison th, table.comparison td { border-bottom: 1px solid #e5e7eb; padding: 4px 8px;
   text-align: right; white-space: nowrap; }
+table.comparison th { cursor: pointer; user-select: none; background: #f9fafb; }
+table.comparison th:hover { background: #eef2ff; }
+table.comparison th[aria-sort=descending]::after { content: " \\25BC"; font-size: 9px; }
+table.comparison th[aria-sort=ascending]::after { content: " \\25B2"; font-size: 9px; }
+table.comparison:not(.sorted) tr.same-family .family-name { visibility: hidden; }
 table.comparison th:nth-child(-n+2), table.comparison td:nth-child(-n+2),
 table.comparison td:nth-last-child(-n+2), table.comparison th:nth-last-child(-n+2) {
   text-align: left; }
-tr.family-start td { border-top: 2px solid #9ca3af; }
+table.comparison:not(.sorted) tr.family-start td { border-top: 2px solid #9ca3af; }
 .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px;
   border-radius: 2px; }
 .figures, .strategies { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
@@ -57,45 +71,115 @@ def _e(text) -> str:
     return escape(str(text), quote=True)
 
 
+#: Sorts every ``table.sortable`` by the clicked column: numbers (units B/kB/MB/GB, "x", "±"
+#: read off the cell's text) largest first, words A to Z, a second click reverses, missing
+#: values ("–") last; the first column restores the grouped order. A constant: it reads no data.
+SORT_SCRIPT = r"""
+(function () {
+  var UNITS = {kB: 1e3, MB: 1e6, GB: 1e9};
+  function key(cell) {
+    var text = cell.textContent.trim();
+    var m = /^(-?[0-9][0-9,]*(?:\.[0-9]+)?)\s*(B|kB|MB|GB|x)?(?:\s|$)/.exec(text);
+    if (m) return parseFloat(m[1].replace(/,/g, "")) * (UNITS[m[2]] || 1);
+    return text === "" || text === "\u2013" ? null : text.toLowerCase();
+  }
+  function order(a, b, sign) {
+    if (a === null || b === null) return a === b ? 0 : (a === null ? 1 : -1);
+    return a < b ? -sign : (a > b ? sign : 0);
+  }
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    var body = table.tBodies[0], heads = table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(body.rows, function (row, i) { row.dataset.order = i; });
+    Array.prototype.forEach.call(heads, function (head, column) {
+      head.tabIndex = 0;
+      function sort() {
+        var rows = Array.prototype.slice.call(body.rows), sign = 0, state = null;
+        if (column > 0) {
+          var was = head.getAttribute("aria-sort");
+          var numeric = rows.some(function (r) {
+            return typeof key(r.cells[column]) === "number";
+          });
+          sign = was === "descending" ? 1 : (was === "ascending" ? -1 : (numeric ? -1 : 1));
+          state = sign < 0 ? "descending" : "ascending";
+        }
+        rows.sort(function (a, b) {
+          return (sign ? order(key(a.cells[column]), key(b.cells[column]), sign) : 0)
+            || a.dataset.order - b.dataset.order;
+        });
+        rows.forEach(function (row) { body.appendChild(row); });
+        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+        if (state) head.setAttribute("aria-sort", state);
+        table.classList.toggle("sorted", state !== null);
+      }
+      head.addEventListener("click", sort);
+      head.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sort(); }
+      });
+    });
+  });
+})();
+"""
+
+
 def _table(group: Group) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in HEADERS)
+    head = (f"<th title='back to the grouped order'>{_e(HEADERS[0])}</th>"
+            + "".join(f"<th title='sort by {_e(h)}'>{_e(h)}</th>" for h in HEADERS[1:]))
     lines, previous = [], None
     for row in group.rows:
         cells = row_cells(row)
         start = row.family != previous
-        if not start:
-            cells[0] = ""
         previous = row.family
         data = {"strategy": row.strategy, "label": row.label, "family": row.family,
                 "seeds": " ".join(map(str, row.seeds)), "run-ids": " ".join(row.run_ids)}
         for metric in METRICS:
             data[metric] = repr(row.stats[metric].mean)
         attributes = " ".join(f"data-{k}='{_e(v)}'" for k, v in data.items())
-        swatch = (f"<span class='swatch' style='background:{svg.family_color(row.family)}'>"
-                  "</span>") if start else ""
-        tds = [f"<td>{swatch}{_e(cells[0])}</td>"] + [f"<td>{_e(c)}</td>" for c in cells[1:]]
+        swatch = f"<span class='swatch' style='background:{svg.family_color(row.family)}'></span>"
+        tds = [f"<td><span class='family-name'>{swatch}{_e(cells[0])}</span></td>"] + [
+            f"<td>{_e(c)}</td>" for c in cells[1:]]
         lines.append(f"<tr class='{'family-start' if start else 'same-family'}' {attributes}>"
                      + "".join(tds) + "</tr>")
-    return (f"<table class='comparison' data-scenario='{_e(group.scenario)}' "
-            f"data-protocol='{_e(group.protocol)}'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(lines)}</tbody></table>")
+    return (f"<div class='table-scroll'><table class='comparison sortable' "
+            f"data-scenario='{_e(group.scenario)}' data-protocol='{_e(group.protocol)}'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table></div>")
 
 
 def _cost_figures(group: Group) -> str:
-    points_time = [{"x": r.time_ratio, "y": r.stats["acc"].mean, "label": r.label,
-                    "family": r.family} for r in group.rows]
-    points_memory = [{"x": r.strategy_bytes, "y": r.stats["acc"].mean, "label": r.label,
-                      "family": r.family} for r in group.rows]
-    points_peak = [{"x": r.peak_rss_bytes / 1e6 if not math.isnan(r.peak_rss_bytes) else None,
-                    "y": r.stats["acc"].mean, "label": r.label, "family": r.family}
-                   for r in group.rows]
+    """ACC against train time and against the bytes the strategy itself holds (a run's peak
+    memory is mostly the interpreter and the data, the same for every strategy, so it is not
+    plotted). One marker per row, the same in both plots."""
+    base = [{"y": r.stats["acc"].mean, "label": r.label, "family": r.family} for r in group.rows]
+    svg.assign_markers(base)
+    time = [dict(p, x=r.time_ratio) for p, r in zip(base, group.rows, strict=True)]
+    held = [dict(p, x=r.strategy_bytes) for p, r in zip(base, group.rows, strict=True)]
     return "".join([
-        svg.scatter(points_time, "ACC against train time", "train time (x naive)",
+        svg.scatter(time, "ACC against train time", "train time (x naive)",
                     x_format=lambda v: f"{v:g}x"),
-        svg.scatter(points_memory, "ACC against memory the strategy holds",
-                    "bytes held (log scale)", log_x=True, x_format=human_bytes),
-        svg.scatter(points_peak, "ACC against peak memory of the run", "peak RSS (MB)"),
+        svg.scatter(held, "ACC against bytes the strategy holds",
+                    "bytes held beyond the model (log scale; 0 B left of the break)",
+                    log_x=True, x_format=human_bytes),
     ])
+
+
+def _lesson_panel(found: Lesson, groups: list[Group]) -> str:
+    """The summary at the top: the lesson's sentences, a link to the table they come from."""
+    if not found.findings:
+        return ""
+    target = next((i for i, g in enumerate(groups) if (g.protocol, g.scenario)
+                   == (found.protocol, found.scenario)), 0)
+    parts = ["<section class='lesson' id='lesson'>",
+             f"<h2>The lesson: {_e(found.scenario)}-incremental, where naive forgets most</h2>",
+             "<p class='findings'>" + " ".join(_e(s) for s in found.findings) + "</p>"]
+    for heading, items, kind in (("Best per constraint", found.choices, "choices"),
+                                 ("Caveats", found.caveats, "caveats")):
+        if items:
+            parts.append(f"<h3>{heading}</h3><ul class='{kind}'>"
+                         + "".join(f"<li>{_e(s)}</li>" for s in items) + "</ul>")
+    parts.append(f"<p class='note'>Computed from the runs of <a href='#group-{target}'>the "
+                 "first table</a>: a bound (joint, cumulative) is a reference, never a choice; "
+                 "a difference inside the seeds' spread (mean ± sd intervals overlap) is not a "
+                 "win.</p></section>")
+    return "".join(parts)
 
 
 def _strategy_cards(group: Group) -> str:
@@ -119,7 +203,7 @@ def _strategy_cards(group: Group) -> str:
 def render(runs: list[RunResult], title: str = "forgetless comparison",
            source: str = "") -> str:
     """The HTML page for ``runs``."""
-    groups = group_runs(runs)
+    groups = worst_first(group_runs(runs))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     from forgetless import __version__
 
@@ -135,6 +219,7 @@ def render(runs: list[RunResult], title: str = "forgetless comparison",
         parts.append("<ul class='families'>" + "".join(
             f"<li><span class='swatch' style='background:{svg.family_color(f)}'></span>"
             f"<b>{_e(f)}</b>: {_e(FAMILY_NOTES.get(f, ''))}</li>" for f in families) + "</ul>")
+    parts.append(_lesson_panel(lesson(runs), groups))
     if not groups:
         parts.append("<p>No runs to report.</p>")
     for index, group in enumerate(groups):
@@ -142,10 +227,13 @@ def render(runs: list[RunResult], title: str = "forgetless comparison",
                   _table(group), f"<div class='figures'>{_cost_figures(group)}</div>",
                   "<h3>Forgetting, strategy by strategy</h3>",
                   "<p class='note'>Heat map: accuracy on task j (columns) after training task i "
-                  "(rows), mean over seeds. Curves: each task's accuracy from when it was "
-                  "learned; a falling line is forgetting.</p>",
+                  "(rows), mean over seeds; hatched cells are tasks not trained yet. Curves: "
+                  "each task's accuracy from when it was learned (its own colour, dash and "
+                  "marker; tasks are drawn a pixel or two apart so that equal values stay "
+                  "visible, a marker's tooltip has the exact value); a falling line is "
+                  "forgetting.</p>",
                   f"<div class='strategies'>{_strategy_cards(group)}</div></section>"]
-    parts.append(f"<p class='note'>{_e(NOTE)}</p></body></html>")
+    parts.append(f"<p class='note'>{_e(NOTE)}</p><script>{SORT_SCRIPT}</script></body></html>")
     return "".join(parts)
 
 
