@@ -1,19 +1,18 @@
 """The HTML report: escaping and well-formed figures, then the real page in headless Chromium
-(Debian's `chromium` and `chromium-driver`, driven by selenium with /usr/bin/chromedriver).
+(Debian's `chromium`, driven directly by tests/browser.py).
 
-The browser test fails, never skips, when Chromium is missing: CI must show the report works."""
+Without Chromium the browser test is skipped with how to enable it, except under CI=true, where
+it fails: CI must show the report works."""
 
-import io
 import json
 import math
-import shutil
 import sqlite3
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
-import pytest
+from PIL import Image
 
+from browser import crop, dump_dom, measure, require_chromium, screenshot
 from fake_runs import BOUNDS, TINY, fake_run
 from forgetless.experiments.compare import compare, plan
 from forgetless.report import render, write_report
@@ -21,8 +20,6 @@ from forgetless.report.svg import heat_map, scatter, task_curves
 from forgetless.results.store import RunStore
 
 HOSTILE = "<script>alert('x')</script>&\"quoted\""
-CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
-CHROMEDRIVER = ("/usr/bin/chromedriver", "chromedriver")
 
 
 def svgs(page: str) -> list[str]:
@@ -63,46 +60,24 @@ def test_text_from_configs_and_names_is_escaped():
     assert len(svgs(page)) == 3 + 2 * 2  # 3 cost plots, heat map + curves per strategy
 
 
-def find_browser():
-    chromium = next((shutil.which(c) for c in CHROMIUM if shutil.which(c)), None)
-    driver = next((shutil.which(c) for c in CHROMEDRIVER if shutil.which(c)), None)
-    assert chromium and driver, (
-        "the report's browser test needs headless Chromium: apt-get install -y chromium "
-        "chromium-driver (and pip install selenium)")
-    return chromium, driver
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = find_browser()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-                 "--window-size=1400,1000"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    session = webdriver.Chrome(options=options, service=Service(executable_path=driver))
-    yield session
-    session.quit()
-
-
-def non_blank(png: bytes) -> float:
+def non_blank(image) -> float:
     """The share of pixels that are not the background white."""
-    from PIL import Image
-
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
+    pixels = np.asarray(image.convert("RGB"), dtype=int)
     return float((np.abs(pixels - 255).sum(axis=2) > 30).mean())
 
 
-def test_the_report_renders_in_chromium_with_the_stored_numbers(browser, tmp_path):
-    from selenium.webdriver.common.by import By
+# What the test reads from the page once it has loaded (see browser.measure).
+READ_PAGE = """
+  const rows = Array.from(document.querySelectorAll('table.comparison tbody tr'), tr => ({
+    strategy: tr.dataset.strategy, acc: tr.dataset.acc,
+    cells: Array.from(tr.querySelectorAll('td'), td => td.innerText)}));
+  return {title: document.title, scripts: document.scripts.length, rows: rows,
+          figures: rect('.figures'), heat: rect('figure.strategy svg')};
+"""
 
+
+def test_the_report_renders_in_chromium_with_the_stored_numbers(tmp_path):
+    require_chromium()  # skip (or fail under CI=true) before training anything
     store_path = tmp_path / "runs.db"
     configs = plan(TINY, strategies=BOUNDS, scenarios=["class"], seeds=[0, 1])
     with RunStore(store_path) as store:
@@ -112,32 +87,35 @@ def test_the_report_renders_in_chromium_with_the_stored_numbers(browser, tmp_pat
                               if k not in ("strategy", "scenario", "seed", "strategy_params")}))
         runs = store.select()
     page = write_report(runs, tmp_path / "report.html", title="browser test")
-    browser.get(page.resolve().as_uri())
-    assert browser.title == "browser test"
-    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-    assert errors == []
-    assert browser.execute_script("return document.scripts.length") == 0  # nothing injected
-    figures = browser.find_element(By.CSS_SELECTOR, ".figures")
-    assert figures.size["width"] > 600 and figures.size["height"] > 200
-    assert non_blank(figures.screenshot_as_png) > 0.01
-    heat = browser.find_element(By.CSS_SELECTOR, "figure.strategy svg")
-    assert non_blank(heat.screenshot_as_png) > 0.2  # the coloured cells of the heat map
+    whole = tmp_path / "whole-page.png"
+    found = measure(page, READ_PAGE, width=1400, png=whole)
+    seen = found.value
+    assert seen["title"] == "browser test"
+    assert found.errors == []  # no script error, failed load or console error
+    assert seen["scripts"] == 0  # nothing injected
+    figures = seen["figures"]
+    assert figures["width"] > 600 and figures["height"] > 200
+    assert non_blank(crop(whole, figures)) > 0.01
+    assert non_blank(crop(whole, seen["heat"])) > 0.2  # the coloured cells of the heat map
     # The table holds the stored numbers: recomputed here from the SQLite file's matrices.
     with sqlite3.connect(store_path) as db:
         stored = {}
         for strategy, record in db.execute("SELECT strategy, record FROM runs"):
             matrix = np.array(json.loads(record)["accuracy_matrix"])
             stored.setdefault(strategy, []).append(matrix[-1].mean())
-    rows = browser.find_elements(By.CSS_SELECTOR, "table.comparison tbody tr")
-    assert sorted(r.get_attribute("data-strategy") for r in rows) == sorted(stored)
+    rows = seen["rows"]
+    assert sorted(r["strategy"] for r in rows) == sorted(stored)
     for row in rows:
-        values = stored[row.get_attribute("data-strategy")]
-        cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+        values = stored[row["strategy"]]
+        cells = row["cells"]
         mean = np.mean(values)
         shown = f"{100 * mean:.1f}" + (f" ± {100 * np.std(values, ddof=1):.1f}"
                                        if len(values) > 1 else "")
         assert cells[3] == shown and cells[2] == str(len(values))
-        assert math.isclose(float(row.get_attribute("data-acc")), mean, abs_tol=1e-12)
-    shot = Path(tmp_path / "report.png")
-    shot.write_bytes(browser.get_screenshot_as_png())
-    assert non_blank(shot.read_bytes()) > 0.02
+        assert math.isclose(float(row["acc"]), mean, abs_tol=1e-12)
+    # The page as a user opens it (not the probed copy): a 1400 x 1000 window, drawn.
+    dom = dump_dom(page)
+    assert "<title>browser test</title>" in dom and "<script" not in dom
+    window = screenshot(page, tmp_path / "report.png", width=1400, height=1000)
+    with Image.open(window) as image:
+        assert image.size == (1400, 1000) and non_blank(image) > 0.02
