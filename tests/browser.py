@@ -19,7 +19,8 @@ Usage::
 
 A ``script`` is the body of a function run on the ``load`` event of a copy of the page, with
 ``rect(selector)`` (the first match's box on the page, or null) and ``rects(selector)`` (all
-matches) in scope; its return value must be JSON-serialisable. The copy's probe removes its own
+matches) in scope; its return value must be JSON-serialisable (and its text must not hold
+``</script>``). Errors are collected until the DOM is dumped. The copy's probe removes its own
 ``<script>`` before the page's scripts run, so ``document.scripts`` counts only the page's.
 
 Layout: the page is laid out ``width`` px wide (at least MIN_WIDTH, Chromium's smallest window)
@@ -52,20 +53,26 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 TIMEOUT_S = 90
 MIN_WIDTH = 500
 PROBE_ID = "forgetless-probe"
-# Runs first in <head>: records script errors, failed loads (capture phase) and console.error,
-# then on load runs the caller's function and writes {errors, value, ...} as JSON into a node.
+# Runs first in <head>: records script errors, failed loads (capture phase), unhandled promise
+# rejections, content-security-policy violations and console.error; on load runs the caller's
+# function and writes {errors, value, ...} as JSON into a node, rewritten on any later error.
 PROBE = """<script>(function () {
   document.currentScript.remove();
-  var errors = [];
+  var out = {errors: []}, node = null;
+  function publish() { if (node) node.textContent = JSON.stringify(out); }
+  function record(message) { out.errors.push(message); publish(); }  // late ones too
   addEventListener('error', function (e) {
     var t = e.target;
-    errors.push(t && t !== window ? 'failed to load ' + (t.src || t.href || t.tagName)
-                                  : String(e.message));
+    record(t && t !== window ? 'failed to load ' + (t.src || t.href || t.tagName)
+                             : String(e.message));
   }, true);
-  addEventListener('unhandledrejection', function (e) { errors.push(String(e.reason)); });
+  addEventListener('unhandledrejection', function (e) { record(String(e.reason)); });
+  addEventListener('securitypolicyviolation', function (e) {
+    record('blocked by the content security policy: ' + e.blockedURI);
+  });
   var consoleError = console.error;
   console.error = function () {
-    errors.push(Array.prototype.join.call(arguments, ' '));
+    record(Array.prototype.join.call(arguments, ' '));
     return consoleError.apply(console, arguments);
   };
   function box(node) {
@@ -77,15 +84,15 @@ PROBE = """<script>(function () {
     return Array.prototype.map.call(document.querySelectorAll(selector), box);
   }
   addEventListener('load', function () {
-    var out = {errors: errors};
     try { out.value = (function (rect, rects) { %s
       })(rect, rects); }
     catch (e) { out.script_error = String(e && e.stack || e); }
     out.page_width = document.documentElement.scrollWidth;
     out.page_height = document.documentElement.scrollHeight;
-    var node = document.createElement('pre');
-    node.id = '%s'; node.hidden = true; node.textContent = JSON.stringify(out);
+    node = document.createElement('pre');
+    node.id = '%s'; node.hidden = true;
     document.documentElement.appendChild(node);
+    publish();
   });
 })();</script>"""
 
@@ -93,7 +100,8 @@ PROBE = """<script>(function () {
 @dataclass(frozen=True)
 class Measured:
     """What `measure` read from the page: the script's return value, every error the page
-    raised (script errors, failed loads, console.error), and the page's full size in px."""
+    raised (script errors, failed loads, rejected promises, CSP violations, console.error),
+    and the page's full size in px."""
 
     value: object
     errors: list
