@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgetless.data.stream import Scenario, Stream, Task
-from forgetless.errors import ConfigurationError, DataError, ScenarioError, TrainingDivergedError
+from forgetless.divergence import DivergenceGuard
+from forgetless.errors import ConfigurationError, DataError, ScenarioError
 from forgetless.models.heads import OutputMask, apply_mask
 from forgetless.strategies.base import Batch, Strategy, TrainingData, evaluating
 from forgetless.strategies.composite import Composite
@@ -105,6 +106,7 @@ class Learner:
         self.current_task: Task | None = None
         self.step_in_task = 0
         self.batches_per_epoch = 1  # of the data being trained now (per-epoch schedules read it)
+        self.divergence = DivergenceGuard()
         # How the model was built (``build_model`` records it), so a checkpoint can rebuild it.
         self.model_spec: dict | None = getattr(model, "build_spec", None)
         # The rows of the current (or last) fit, kept in checkpoints so a resumed fit returns
@@ -234,6 +236,7 @@ class Learner:
         self.batches_per_epoch = math.ceil(n / self.batch_size)
         order, position = None, n
         bar = _progress_bar(steps, desc, self.progress)
+        self.divergence.start(f"task {self.current_task.task_id}" if self.current_task else desc)
         self.model.train()
         for step in range(steps):
             if position >= n:
@@ -248,6 +251,7 @@ class Learner:
                 bar.set_postfix_str(f"loss {loss:.4f}", refresh=step == steps - 1)
         if bar is not None:
             bar.close()
+        self.divergence.check_parameters(steps, self.trainable_parameters(), gradients=False)
 
     def train_step(self, batch: Batch) -> float:
         """One optimiser step on ``batch`` with every hook; returns the loss."""
@@ -257,22 +261,22 @@ class Learner:
         if not self.model.training:  # a hook may have evaluated the model (cheap check)
             self.model.train()
         logits = self.forward(batch.x, batch.task_ids)
-        loss = self.loss(logits, batch.y, batch.task_ids)
+        loss = data_loss = self.loss(logits, batch.y, batch.task_ids)
         if strategy.uses("penalty"):
             term = strategy.penalty(batch, logits)
             if term is not None:
                 loss = loss + term
-        value = loss.item()
-        if not math.isfinite(value):
-            task = self.current_task.task_id if self.current_task else "?"
-            raise TrainingDivergedError(
-                f"the loss became {value} at task {task}, step {self.step_in_task}; lower the "
-                "learning rate (--lr) or the strategy's strength, and check the inputs' scale."
-            )
+        # One sync for both values: the guard watches the cross-entropy apart from penalties.
+        value, data_value = [loss.item()] * 2 if loss is data_loss else torch.stack(
+            [loss.detach().to(data_loss.dtype), data_loss.detach()]).tolist()
+        step, guard = self.step_in_task, self.divergence
+        guard.check_loss(step, value, data_value)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if strategy.uses("before_step"):
             strategy.before_step()
+        if guard.due(step):
+            guard.check_parameters(step, self.trainable_parameters())
         self.optimizer.step()
         if strategy.uses("after_step"):
             strategy.after_step()
