@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,13 @@ from forgetless.data.stream import Scenario, Stream, Task
 from forgetless.divergence import DivergenceGuard
 from forgetless.errors import ConfigurationError, DataError, ScenarioError
 from forgetless.models.heads import OutputMask, apply_mask
-from forgetless.strategies.base import Batch, Strategy, TrainingData, evaluating
+from forgetless.strategies.base import (
+    Batch,
+    Strategy,
+    TrainingData,
+    evaluating,
+    modes_restored,
+)
 from forgetless.strategies.composite import Composite
 
 OPTIMIZERS = ("adam", "sgd")
@@ -147,7 +154,7 @@ class Learner:
         sample = stream.tasks[0].test_x[:1].to(self.device)
         try:
             with torch.no_grad(), evaluating(self.model):
-                out = self.model(sample)
+                out = model_logits(self.model(sample))
         except RuntimeError as error:
             raise DataError(
                 f"the model cannot take inputs of per-sample shape {stream.input_shape} "
@@ -167,20 +174,22 @@ class Learner:
         ``after_task(learner)``, when given, is called after each task's evaluation (the
         checkpoints of ``forgetless run --checkpoint-dir`` and the experiment loggers use it).
         A learner restored from a state saved during a fit of this stream continues that fit:
-        the tasks already trained are skipped and their rows kept."""
+        the tasks already trained are skipped and their rows kept. The model is left in the
+        train/eval mode it had (every module's flag), also when training stops on an error."""
         self.bind(stream)
-        result = self._continued_fit(stream) or FitResult([], self.evaluate(stream.tasks))
-        self.fit_history = result
-        for task in stream.tasks[len(result.accuracy_matrix):]:
-            start = time.perf_counter()
-            steps = self.learn(task)
-            result.train_seconds.append(time.perf_counter() - start)
-            result.steps.append(steps)
-            start = time.perf_counter()
-            result.accuracy_matrix.append(self.evaluate(stream.tasks))
-            result.eval_seconds.append(time.perf_counter() - start)
-            if after_task is not None:
-                after_task(self)
+        with modes_restored(self.model):
+            result = self._continued_fit(stream) or FitResult([], self.evaluate(stream.tasks))
+            self.fit_history = result
+            for task in stream.tasks[len(result.accuracy_matrix):]:
+                start = time.perf_counter()
+                steps = self.learn(task)
+                result.train_seconds.append(time.perf_counter() - start)
+                result.steps.append(steps)
+                start = time.perf_counter()
+                result.accuracy_matrix.append(self.evaluate(stream.tasks))
+                result.eval_seconds.append(time.perf_counter() - start)
+                if after_task is not None:
+                    after_task(self)
         return result
 
     def _continued_fit(self, stream: Stream) -> FitResult | None:
@@ -197,13 +206,18 @@ class Learner:
         return history
 
     def learn(self, task: Task) -> int:
-        """Train on one task (a new one may arrive at any time); returns the steps taken."""
+        """Train on one task (a new one may arrive at any time); returns the steps taken. The
+        model is left in the train/eval mode it had, also on an error."""
         if self.output_mask is None:
             raise ConfigurationError(
                 "the learner knows no stream yet; call fit(stream) or bind(stream) first.")
         known = task.task_id < len(self.stream_tasks) and self.stream_tasks[task.task_id] is task
         if not known:  # a bound stream validated its own tasks when it was built
             task.validate(self.output_mask.num_outputs)
+        with modes_restored(self.model):
+            return self._learn(task)
+
+    def _learn(self, task: Task) -> int:
         self._know(task)
         self.current_task = task
         data = self.strategy.training_data(task) or TrainingData(
@@ -223,17 +237,20 @@ class Learner:
             return 0
         if self.iterations is not None:
             return self.iterations
-        return self.epochs * math.ceil(num_samples / self.batch_size)
+        return self.epochs * batches_per_epoch(num_samples, self.batch_size)
 
     def run_steps(self, data: TrainingData, steps: int, desc: str = "training") -> None:
         """``steps`` optimiser steps on shuffled mini-batches of ``data``, calling the hooks.
 
-        Strategies may call this for extra phases (PackNet's fine-tuning after pruning)."""
+        An epoch's one-sample tail joins the batch before it (BatchNorm cannot train on one
+        sample), so that batch holds ``batch_size + 1`` samples and an epoch one step fewer
+        (``batches_per_epoch``; an epochs budget counts the same). Strategies may call this for
+        extra phases (PackNet's fine-tuning after pruning)."""
         if steps == 0:
             return
         x, y, task_ids = (t.to(self.device) for t in (data.x, data.y, data.task_ids))
         n = x.shape[0]
-        self.batches_per_epoch = math.ceil(n / self.batch_size)
+        self.batches_per_epoch = batches_per_epoch(n, self.batch_size)
         order, position = None, n
         bar = _progress_bar(steps, desc, self.progress)
         self.divergence.start(f"task {self.current_task.task_id}" if self.current_task else desc)
@@ -242,8 +259,11 @@ class Learner:
             if position >= n:
                 order, position = torch.randperm(n, generator=self.generator), 0
                 order = order.to(self.device)
-            index = order[position:position + self.batch_size]
-            position += self.batch_size
+            end = position + self.batch_size
+            if n - end == 1:  # a one-sample tail joins this batch
+                end = n
+            index = order[position:end]
+            position = end
             self.step_in_task = step
             loss = self.train_step(Batch(x[index], y[index], task_ids[index]))
             if bar is not None and (step % 10 == 0 or step == steps - 1):
@@ -292,7 +312,7 @@ class Learner:
             logits = self.strategy.forward(x, task_ids)
             if logits is not None:
                 return logits
-        return self.model(x)
+        return model_logits(self.model(x))
 
     # ------------------------------------------------------------------ optimiser
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -398,6 +418,34 @@ class Learner:
 
         return load_learner(cls, path, stream=stream, model=model, strategy=strategy,
                             device=device, progress=progress)
+
+
+def model_logits(output) -> torch.Tensor:
+    """The logits in a model's output: the tensor itself, or the ``logits`` of a Hugging
+    Face-style output object or of a dict; anything else is refused, saying what is expected."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = (output.get("logits") if isinstance(output, Mapping)
+              else getattr(output, "logits", None))
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, Mapping):
+        kind = f"a dict with keys {sorted(map(str, output))} and no 'logits'"
+    elif isinstance(output, (tuple, list)):
+        kind = f"a {type(output).__name__} of {len(output)} values"
+    else:
+        kind = f"a {type(output).__name__}"
+    raise DataError(
+        f"the model's forward returns {kind}; the learner needs the logits: one tensor of shape "
+        "(batch, outputs), an output object with a .logits tensor, or a dict with a 'logits' "
+        "tensor. Make forward return the logits (e.g. wrap the model in a module that returns "
+        "output[0]).")
+
+
+def batches_per_epoch(num_samples: int, batch_size: int) -> int:
+    """Batches in one pass over ``num_samples``: a one-sample tail joins the batch before it."""
+    merged_tail = num_samples > 1 and num_samples % batch_size == 1
+    return math.ceil(num_samples / batch_size) - merged_tail
 
 
 def _resolve_device(device) -> torch.device:
