@@ -16,6 +16,7 @@ from forgetless.data.sources import Source
 from forgetless.data.stream import Stream, Task
 from forgetless.errors import ConfigurationError, DataError, TrainingDivergedError
 from forgetless.learner import Learner, batches_per_epoch
+from forgetless.strategies import build_strategy
 
 X = torch.rand(4, 3)
 
@@ -121,14 +122,15 @@ def test_a_model_returning_a_tuple_or_dict_is_told_what_is_expected(digits_strea
         Learner(Outputs(stream, wrap)).fit(stream)
 
 
-@pytest.mark.parametrize("wrap", [lambda z: SimpleNamespace(logits=z, hidden=None),
-                                  lambda z: {"logits": z, "loss": None}])
-def test_hugging_face_style_outputs_train_like_plain_logits(digits_streams, wrap):
+@pytest.mark.parametrize("strategy", ["naive", "ewc", "lwf"])  # EWC's Fisher and LwF's
+@pytest.mark.parametrize("wrap", [lambda z: SimpleNamespace(logits=z, hidden=None),  # teacher
+                                  lambda z: {"logits": z, "loss": None}])  # call the model
+def test_hugging_face_style_outputs_train_like_plain_logits(digits_streams, wrap, strategy):
     stream = Stream(digits_streams["domain"].tasks[:2], "domain", 2)
-    plain = Learner(Outputs(stream, lambda z: z), iterations=5, progress=False)
-    torch.manual_seed(0)
-    plain.model.net[1].reset_parameters()
-    wrapped = Learner(Outputs(stream, wrap), iterations=5, progress=False)
+    plain = Learner(Outputs(stream, lambda z: z), build_strategy(strategy), iterations=5,
+                    progress=False)
+    wrapped = Learner(Outputs(stream, wrap), build_strategy(strategy), iterations=5,
+                      progress=False)
     wrapped.model.load_state_dict(plain.model.state_dict())
     assert plain.fit(stream).accuracy_matrix == wrapped.fit(stream).accuracy_matrix
 

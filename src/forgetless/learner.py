@@ -114,6 +114,7 @@ class Learner:
         self.step_in_task = 0
         self.batches_per_epoch = 1  # of the data being trained now (per-epoch schedules read it)
         self.divergence = DivergenceGuard()
+        self._logits_hook = None  # set when the model's output holds its logits (``.logits``)
         # How the model was built (``build_model`` records it), so a checkpoint can rebuild it.
         self.model_spec: dict | None = getattr(model, "build_spec", None)
         # The rows of the current (or last) fit, kept in checkpoints so a resumed fit returns
@@ -154,12 +155,17 @@ class Learner:
         sample = stream.tasks[0].test_x[:1].to(self.device)
         try:
             with torch.no_grad(), evaluating(self.model):
-                out = model_logits(self.model(sample))
+                output = self.model(sample)
         except RuntimeError as error:
             raise DataError(
                 f"the model cannot take inputs of per-sample shape {stream.input_shape} "
                 f"({str(error).splitlines()[0]}); build the model for the stream's input shape."
             ) from None
+        out = model_logits(output)
+        if out is not output and self._logits_hook is None:
+            # The model is made to return the tensor itself, so that every caller (the loop,
+            # Fisher estimators, distillation teachers, PackNet's functional calls) gets it.
+            self._logits_hook = self.model.register_forward_hook(_logits_only)
         if out.ndim != 2 or out.shape[1] != stream.num_outputs:
             raise DataError(
                 f"the model gives outputs of shape {tuple(out.shape[1:])} per sample but the "
@@ -312,7 +318,7 @@ class Learner:
             logits = self.strategy.forward(x, task_ids)
             if logits is not None:
                 return logits
-        return model_logits(self.model(x))
+        return self.model(x)
 
     # ------------------------------------------------------------------ optimiser
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -440,6 +446,11 @@ def model_logits(output) -> torch.Tensor:
         "(batch, outputs), an output object with a .logits tensor, or a dict with a 'logits' "
         "tensor. Make forward return the logits (e.g. wrap the model in a module that returns "
         "output[0]).")
+
+
+def _logits_only(module: nn.Module, args, output) -> torch.Tensor:
+    """Forward hook: a Hugging Face-style output replaced by its logits."""
+    return model_logits(output)
 
 
 def batches_per_epoch(num_samples: int, batch_size: int) -> int:
