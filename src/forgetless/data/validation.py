@@ -78,7 +78,7 @@ def label_tensor(labels, what: str) -> torch.Tensor:
         raise DataError(f"{what} are booleans; labels must be integer class numbers: use "
                         "y.long() if False and True are the classes 0 and 1.")
     _check_one_label_per_sample(y, what)
-    if y.is_complex() or not (torch.is_floating_point(y) or y.dtype in _INTEGER_DTYPES):
+    if y.is_complex():
         raise DataError(f"{what} has dtype {y.dtype}; labels must be integers (y.long()).")
     if torch.is_floating_point(y):
         fractional = ~torch.isfinite(y) | (y != y.round())
@@ -88,9 +88,6 @@ def label_tensor(labels, what: str) -> torch.Tensor:
                 f"{what} holds {float(y[i]):g} (sample {i}), not a whole number; labels must "
                 "be integers 0, 1, 2... (class numbers), not scores: round or map them first.")
     return y.long()
-
-
-_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def _first_non_number(labels, what: str) -> str:
