@@ -150,6 +150,16 @@ def test_a_one_sample_tail_joins_the_previous_batch_under_batchnorm():
     assert sizes == [16, 17, 16, 17]  # two epochs of two batches, no batch of one
 
 
+def test_batchnorm_with_batches_of_one_sample_is_explained():
+    x, y = torch.rand(6, 4), torch.tensor([0, 1] * 3)
+    stream = Stream.from_tasks([(x, y, x, y)], "domain")
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(ConfigurationError, match=r"BatchNorm, which cannot train on a batch of 1 "
+                                                 r"sample \(task 0\); use a batch size of at "
+                                                 "least 2"):
+        Learner(model, batch_size=1, progress=False).fit(stream)
+
+
 # ---------------------------------------------------------------- config files
 @pytest.mark.parametrize("text, message", [
     ('epochs = "3"', r"epochs = '3' is a str, but epochs must be a whole number"),

@@ -286,7 +286,15 @@ class Learner:
             batch = strategy.extend_batch(batch)
         if not self.model.training:  # a hook may have evaluated the model (cheap check)
             self.model.train()
-        logits = self.forward(batch.x, batch.task_ids)
+        try:
+            logits = self.forward(batch.x, batch.task_ids)
+        except ValueError as error:
+            if "more than 1 value per channel" not in str(error):
+                raise
+            raise ConfigurationError(
+                f"the model has BatchNorm, which cannot train on a batch of {len(batch)} sample "
+                f"(task {self.current_task.task_id if self.current_task else '?'}); use a batch "
+                "size of at least 2 and tasks of at least 2 training samples.") from None
         loss = data_loss = self.loss(logits, batch.y, batch.task_ids)
         if strategy.uses("penalty"):
             term = strategy.penalty(batch, logits)
