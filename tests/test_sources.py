@@ -40,7 +40,7 @@ def test_options_a_source_does_not_take_are_refused():
 @pytest.mark.parametrize("x, y, message", [
     (torch.rand(4, 3), torch.tensor([0, 1, 2]), "4 inputs"),
     (torch.rand(4, 3), torch.tensor([0, 1, -1, 0]), "negative label"),
-    (torch.rand(4, 3), torch.tensor([0.0, 1.0, 0.0, 1.0]), "integers"),
+    (torch.rand(4, 3), torch.tensor([0.0, 1.5, 0.0, 1.0]), "1.5 .sample 1., not a whole number"),
     (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), torch.tensor([0, 1]), "NaN or infinite"),
     (torch.rand(0, 3), torch.tensor([], dtype=torch.long), "empty"),
     (torch.rand(4), torch.tensor([0, 1, 0, 1]), "at least 2 dimensions"),

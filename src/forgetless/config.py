@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from forgetless.errors import ConfigurationError
+from forgetless.typecheck import check_values
 
 
 @dataclass
@@ -83,6 +85,7 @@ def load_config_file(path: str | Path) -> dict:
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(f"config file '{path}' is not valid TOML: {error}.") from None
     RunConfig.from_dict(values)  # reject unknown keys early, with suggestions
+    check_values(values, typing.get_type_hints(RunConfig), f"config file '{path}'")
     return values
 
 

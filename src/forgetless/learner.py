@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,9 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgetless.data.stream import Scenario, Stream, Task
-from forgetless.errors import ConfigurationError, DataError, ScenarioError, TrainingDivergedError
+from forgetless.divergence import DivergenceGuard
+from forgetless.errors import ConfigurationError, DataError, ScenarioError
 from forgetless.models.heads import OutputMask, apply_mask
-from forgetless.strategies.base import Batch, Strategy, TrainingData, evaluating
+from forgetless.strategies.base import (
+    Batch,
+    Strategy,
+    TrainingData,
+    evaluating,
+    modes_restored,
+)
 from forgetless.strategies.composite import Composite
 
 OPTIMIZERS = ("adam", "sgd")
@@ -105,6 +113,8 @@ class Learner:
         self.current_task: Task | None = None
         self.step_in_task = 0
         self.batches_per_epoch = 1  # of the data being trained now (per-epoch schedules read it)
+        self.divergence = DivergenceGuard()
+        self._logits_hook = None  # set when the model's output holds its logits (``.logits``)
         # How the model was built (``build_model`` records it), so a checkpoint can rebuild it.
         self.model_spec: dict | None = getattr(model, "build_spec", None)
         # The rows of the current (or last) fit, kept in checkpoints so a resumed fit returns
@@ -145,12 +155,17 @@ class Learner:
         sample = stream.tasks[0].test_x[:1].to(self.device)
         try:
             with torch.no_grad(), evaluating(self.model):
-                out = self.model(sample)
+                output = self.model(sample)
         except RuntimeError as error:
             raise DataError(
                 f"the model cannot take inputs of per-sample shape {stream.input_shape} "
                 f"({str(error).splitlines()[0]}); build the model for the stream's input shape."
             ) from None
+        out = model_logits(output)
+        if out is not output and self._logits_hook is None:
+            # The model is made to return the tensor itself, so that every caller (the loop,
+            # Fisher estimators, distillation teachers, PackNet's functional calls) gets it.
+            self._logits_hook = self.model.register_forward_hook(_logits_only)
         if out.ndim != 2 or out.shape[1] != stream.num_outputs:
             raise DataError(
                 f"the model gives outputs of shape {tuple(out.shape[1:])} per sample but the "
@@ -165,20 +180,22 @@ class Learner:
         ``after_task(learner)``, when given, is called after each task's evaluation (the
         checkpoints of ``forgetless run --checkpoint-dir`` and the experiment loggers use it).
         A learner restored from a state saved during a fit of this stream continues that fit:
-        the tasks already trained are skipped and their rows kept."""
+        the tasks already trained are skipped and their rows kept. The model is left in the
+        train/eval mode it had (every module's flag), also when training stops on an error."""
         self.bind(stream)
-        result = self._continued_fit(stream) or FitResult([], self.evaluate(stream.tasks))
-        self.fit_history = result
-        for task in stream.tasks[len(result.accuracy_matrix):]:
-            start = time.perf_counter()
-            steps = self.learn(task)
-            result.train_seconds.append(time.perf_counter() - start)
-            result.steps.append(steps)
-            start = time.perf_counter()
-            result.accuracy_matrix.append(self.evaluate(stream.tasks))
-            result.eval_seconds.append(time.perf_counter() - start)
-            if after_task is not None:
-                after_task(self)
+        with modes_restored(self.model):
+            result = self._continued_fit(stream) or FitResult([], self.evaluate(stream.tasks))
+            self.fit_history = result
+            for task in stream.tasks[len(result.accuracy_matrix):]:
+                start = time.perf_counter()
+                steps = self.learn(task)
+                result.train_seconds.append(time.perf_counter() - start)
+                result.steps.append(steps)
+                start = time.perf_counter()
+                result.accuracy_matrix.append(self.evaluate(stream.tasks))
+                result.eval_seconds.append(time.perf_counter() - start)
+                if after_task is not None:
+                    after_task(self)
         return result
 
     def _continued_fit(self, stream: Stream) -> FitResult | None:
@@ -195,13 +212,18 @@ class Learner:
         return history
 
     def learn(self, task: Task) -> int:
-        """Train on one task (a new one may arrive at any time); returns the steps taken."""
+        """Train on one task (a new one may arrive at any time); returns the steps taken. The
+        model is left in the train/eval mode it had, also on an error."""
         if self.output_mask is None:
             raise ConfigurationError(
                 "the learner knows no stream yet; call fit(stream) or bind(stream) first.")
         known = task.task_id < len(self.stream_tasks) and self.stream_tasks[task.task_id] is task
         if not known:  # a bound stream validated its own tasks when it was built
             task.validate(self.output_mask.num_outputs)
+        with modes_restored(self.model):
+            return self._learn(task)
+
+    def _learn(self, task: Task) -> int:
         self._know(task)
         self.current_task = task
         data = self.strategy.training_data(task) or TrainingData(
@@ -221,26 +243,33 @@ class Learner:
             return 0
         if self.iterations is not None:
             return self.iterations
-        return self.epochs * math.ceil(num_samples / self.batch_size)
+        return self.epochs * batches_per_epoch(num_samples, self.batch_size)
 
     def run_steps(self, data: TrainingData, steps: int, desc: str = "training") -> None:
         """``steps`` optimiser steps on shuffled mini-batches of ``data``, calling the hooks.
 
-        Strategies may call this for extra phases (PackNet's fine-tuning after pruning)."""
+        An epoch's one-sample tail joins the batch before it (BatchNorm cannot train on one
+        sample), so that batch holds ``batch_size + 1`` samples and an epoch one step fewer
+        (``batches_per_epoch``; an epochs budget counts the same). Strategies may call this for
+        extra phases (PackNet's fine-tuning after pruning)."""
         if steps == 0:
             return
         x, y, task_ids = (t.to(self.device) for t in (data.x, data.y, data.task_ids))
         n = x.shape[0]
-        self.batches_per_epoch = math.ceil(n / self.batch_size)
+        self.batches_per_epoch = batches_per_epoch(n, self.batch_size)
         order, position = None, n
         bar = _progress_bar(steps, desc, self.progress)
+        self.divergence.start(f"task {self.current_task.task_id}" if self.current_task else desc)
         self.model.train()
         for step in range(steps):
             if position >= n:
                 order, position = torch.randperm(n, generator=self.generator), 0
                 order = order.to(self.device)
-            index = order[position:position + self.batch_size]
-            position += self.batch_size
+            end = position + self.batch_size
+            if n - end == 1:  # a one-sample tail joins this batch
+                end = n
+            index = order[position:end]
+            position = end
             self.step_in_task = step
             loss = self.train_step(Batch(x[index], y[index], task_ids[index]))
             if bar is not None and (step % 10 == 0 or step == steps - 1):
@@ -248,6 +277,7 @@ class Learner:
                 bar.set_postfix_str(f"loss {loss:.4f}", refresh=step == steps - 1)
         if bar is not None:
             bar.close()
+        self.divergence.check_parameters(steps, self.trainable_parameters(), gradients=False)
 
     def train_step(self, batch: Batch) -> float:
         """One optimiser step on ``batch`` with every hook; returns the loss."""
@@ -256,23 +286,31 @@ class Learner:
             batch = strategy.extend_batch(batch)
         if not self.model.training:  # a hook may have evaluated the model (cheap check)
             self.model.train()
-        logits = self.forward(batch.x, batch.task_ids)
-        loss = self.loss(logits, batch.y, batch.task_ids)
+        try:
+            logits = self.forward(batch.x, batch.task_ids)
+        except ValueError as error:
+            if "more than 1 value per channel" not in str(error):
+                raise
+            raise ConfigurationError(
+                f"the model has BatchNorm, which cannot train on a batch of {len(batch)} sample "
+                f"(task {self.current_task.task_id if self.current_task else '?'}); use a batch "
+                "size of at least 2 and tasks of at least 2 training samples.") from None
+        loss = data_loss = self.loss(logits, batch.y, batch.task_ids)
         if strategy.uses("penalty"):
             term = strategy.penalty(batch, logits)
             if term is not None:
                 loss = loss + term
-        value = loss.item()
-        if not math.isfinite(value):
-            task = self.current_task.task_id if self.current_task else "?"
-            raise TrainingDivergedError(
-                f"the loss became {value} at task {task}, step {self.step_in_task}; lower the "
-                "learning rate (--lr) or the strategy's strength, and check the inputs' scale."
-            )
+        # One sync for both values: the guard watches the cross-entropy apart from penalties.
+        value, data_value = [loss.item()] * 2 if loss is data_loss else torch.stack(
+            [loss.detach().to(data_loss.dtype), data_loss.detach()]).tolist()
+        step, guard = self.step_in_task, self.divergence
+        guard.check_loss(step, value, data_value)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if strategy.uses("before_step"):
             strategy.before_step()
+        if guard.due(step):
+            guard.check_parameters(step, self.trainable_parameters())
         self.optimizer.step()
         if strategy.uses("after_step"):
             strategy.after_step()
@@ -394,6 +432,39 @@ class Learner:
 
         return load_learner(cls, path, stream=stream, model=model, strategy=strategy,
                             device=device, progress=progress)
+
+
+def model_logits(output) -> torch.Tensor:
+    """The logits in a model's output: the tensor itself, or the ``logits`` of a Hugging
+    Face-style output object or of a dict; anything else is refused, saying what is expected."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = (output.get("logits") if isinstance(output, Mapping)
+              else getattr(output, "logits", None))
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, Mapping):
+        kind = f"a dict with keys {sorted(map(str, output))} and no 'logits'"
+    elif isinstance(output, (tuple, list)):
+        kind = f"a {type(output).__name__} of {len(output)} values"
+    else:
+        kind = f"a {type(output).__name__}"
+    raise DataError(
+        f"the model's forward returns {kind}; the learner needs the logits: one tensor of shape "
+        "(batch, outputs), an output object with a .logits tensor, or a dict with a 'logits' "
+        "tensor. Make forward return the logits (e.g. wrap the model in a module that returns "
+        "output[0]).")
+
+
+def _logits_only(module: nn.Module, args, output) -> torch.Tensor:
+    """Forward hook: a Hugging Face-style output replaced by its logits."""
+    return model_logits(output)
+
+
+def batches_per_epoch(num_samples: int, batch_size: int) -> int:
+    """Batches in one pass over ``num_samples``: a one-sample tail joins the batch before it."""
+    merged_tail = num_samples > 1 and num_samples % batch_size == 1
+    return math.ceil(num_samples / batch_size) - merged_tail
 
 
 def _resolve_device(device) -> torch.device:

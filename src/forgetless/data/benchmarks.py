@@ -12,6 +12,7 @@ the same units.
 from __future__ import annotations
 
 import math
+import typing
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ from forgetless.data.sources import Source, load_source
 from forgetless.data.stream import Scenario, Stream, Task
 from forgetless.errors import ConfigurationError
 from forgetless.registry import Registry
+from forgetless.typecheck import check_values
 
 BENCHMARKS: Registry = Registry("benchmark", discover="forgetless.data")
 
@@ -43,6 +45,7 @@ def build_stream(
         source = load_source(source, **(source_options or {}))
     if tasks is not None:
         options["tasks"] = tasks
+    check_values(options, typing.get_type_hints(builder), f"benchmark '{benchmark}' option")
     try:
         stream = builder(source, scenario, seed=seed, **options)
     except TypeError as error:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forgetless.data.validation import check_inputs, check_labels
+from forgetless.data.validation import check_inputs, check_labels, label_tensor
 from forgetless.errors import ConfigurationError, DataError
 from forgetless.registry import Registry
 
@@ -60,14 +60,15 @@ class Source:
         """A user's own tensors. Inputs of shape (N, features) are kept as they are; images
         (N, H, W) get a channel dimension."""
         train_x, test_x = _as_float_images(train_x), _as_float_images(test_x)
-        train_y, test_y = torch.as_tensor(train_y), torch.as_tensor(test_y)
+        train_y = label_tensor(train_y, f"{name} train labels")
+        test_y = label_tensor(test_y, f"{name} test labels")
         check_inputs(train_x, f"{name} train inputs")
         check_inputs(test_x, f"{name} test inputs")
         if num_classes is None:
             check_labels(train_y, train_x.shape[0], None, f"{name} train labels")
             check_labels(test_y, test_x.shape[0], None, f"{name} test labels")
             num_classes = int(max(train_y.max(), test_y.max())) + 1
-        return cls(name, train_x, train_y.long(), test_x, test_y.long(), int(num_classes))
+        return cls(name, train_x, train_y, test_x, test_y, int(num_classes))
 
     @classmethod
     def from_datasets(cls, train, test, num_classes: int | None = None, name: str = "dataset"):
@@ -102,9 +103,21 @@ def _read_dataset(dataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         item = dataset[i]
         if not isinstance(item, (tuple, list)) or len(item) < 2:
             raise DataError(f"{name}: item {i} is not an (input, label) pair.")
-        xs.append(torch.as_tensor(item[0]))
-        ys.append(int(item[1]))
-    return torch.stack(xs), torch.tensor(ys)
+        try:
+            x = torch.as_tensor(item[0])
+        except (TypeError, ValueError, RuntimeError):
+            raise DataError(
+                f"{name}: the input of item {i} is a {type(item[0]).__name__}, not an array; "
+                "give the dataset a transform that makes a tensor (e.g. torchvision's "
+                "ToTensor()).") from None
+        if xs and x.shape != xs[0].shape:
+            raise DataError(
+                f"{name}: item {i} has an input of shape {tuple(x.shape)} but item 0 "
+                f"{tuple(xs[0].shape)}; every item must have one shape: resize, crop or pad "
+                "them in the dataset's transform.")
+        xs.append(x)
+        ys.append(item[1])
+    return torch.stack(xs), label_tensor(ys, f"{name} labels")
 
 
 def cache_dir() -> Path:

@@ -14,7 +14,7 @@ from enum import Enum
 
 import torch
 
-from forgetless.data.validation import check_inputs, check_labels
+from forgetless.data.validation import check_inputs, check_labels, label_tensor
 from forgetless.errors import ConfigurationError, DataError, unknown_name
 
 
@@ -69,11 +69,26 @@ class Task:
                 f"{what}: train inputs have per-sample shape {tuple(self.train_x.shape[1:])} but "
                 f"test inputs {tuple(self.test_x.shape[1:])}; give both the same shape."
             )
-        outside = set(torch.unique(self.train_y).tolist()) - set(self.classes)
+        trained = set(torch.unique(self.train_y).tolist())
+        outside = trained - set(self.classes)
         if outside:
             raise DataError(
                 f"{what}: training labels {sorted(outside)} are not among the task's classes "
                 f"{list(self.classes)}; list every label the task uses in `classes`."
+            )
+        tested = set(torch.unique(self.test_y).tolist())
+        if tested - set(self.classes):
+            raise DataError(
+                f"{what}: test labels {sorted(tested - set(self.classes))} are not among the "
+                f"task's classes {list(self.classes)} (those its training labels use); test a "
+                "task only on classes it trains on: drop those test samples or add training "
+                "samples of them."
+            )
+        if tested - trained:
+            raise DataError(
+                f"{what}: test classes {sorted(tested - trained)} have no training samples in "
+                "this task, so its accuracy on them measures nothing learned; add training "
+                "samples of them or drop them from its test set."
             )
 
     @property
@@ -141,10 +156,11 @@ class Stream:
                     f"task {position} must be a Task or a (train_x, train_y, test_x, test_y) "
                     "tuple of tensors."
                 ) from None
-            train_y = torch.as_tensor(train_y)
-            classes = tuple(sorted(set(torch.as_tensor(train_y).tolist())))
-            built.append(Task(position, train_x, train_y, test_x, torch.as_tensor(test_y),
-                              classes, description=f"task {position}"))
+            train_y = label_tensor(train_y, f"task {position} train labels")
+            test_y = label_tensor(test_y, f"task {position} test labels")
+            classes = tuple(sorted(set(train_y.tolist())))
+            built.append(Task(position, train_x, train_y, test_x, test_y, classes,
+                              description=f"task {position}"))
         if num_outputs is None:
             num_outputs = 1 + max((max(t.classes) for t in built if t.classes), default=0)
         return cls(built, scenario, num_outputs, name=name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from forgetless.errors import DataError
@@ -34,11 +35,7 @@ def check_labels(y: torch.Tensor, num_samples: int, num_classes: int | None, wha
     """Labels must be integers in [0, num_classes), one per sample."""
     if not isinstance(y, torch.Tensor):
         raise DataError(f"{what} must be a torch.Tensor, got {type(y).__name__}.")
-    if y.ndim != 1:
-        raise DataError(
-            f"{what} has shape {tuple(y.shape)}; expected one integer label per sample, "
-            "shape (samples,). For one-hot labels use y.argmax(1)."
-        )
+    _check_one_label_per_sample(y, what)
     if y.shape[0] != num_samples:
         raise DataError(
             f"{what} holds {y.shape[0]} labels for {num_samples} inputs; give one label per input."
@@ -52,3 +49,55 @@ def check_labels(y: torch.Tensor, num_samples: int, num_classes: int | None, wha
             f"{what} contains label {int(y.max())}, outside the head's {num_classes} outputs "
             f"(valid labels are 0..{num_classes - 1}); remap the labels or enlarge the head."
         )
+
+
+def _check_one_label_per_sample(y: torch.Tensor, what: str) -> None:
+    if y.ndim != 1:
+        raise DataError(
+            f"{what} has shape {tuple(y.shape)}; expected one integer label per sample, "
+            "shape (samples,). For one-hot labels use y.argmax(1)."
+        )
+
+
+def label_tensor(labels, what: str) -> torch.Tensor:
+    """A user's labels (a tensor, an array, or a sequence of numbers or 0-d tensors) as a long
+    tensor of class numbers.
+
+    The one gate for user labels (``Source.from_tensors``, ``Source.from_datasets``,
+    ``Stream.from_tasks``), so every path accepts the same: integers, and floats that are whole
+    numbers (3.0, as numpy and pandas often store classes). It refuses strings, None, booleans,
+    fractional floats (3.7 must not silently become 3) and one-hot rows."""
+    if isinstance(labels, (list, tuple)):
+        labels = [v.tolist() if isinstance(v, (torch.Tensor, np.ndarray, np.generic)) else v
+                  for v in labels]
+    try:
+        y = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise DataError(_first_non_number(labels, what)) from None
+    if y.dtype == torch.bool:
+        raise DataError(f"{what} are booleans; labels must be integer class numbers: use "
+                        "y.long() if False and True are the classes 0 and 1.")
+    _check_one_label_per_sample(y, what)
+    if y.is_complex():
+        raise DataError(f"{what} has dtype {y.dtype}; labels must be integers (y.long()).")
+    if torch.is_floating_point(y):
+        fractional = ~torch.isfinite(y) | (y != y.round())
+        if fractional.any():
+            i = int(fractional.nonzero()[0])
+            raise DataError(
+                f"{what} holds {float(y[i]):g} (sample {i}), not a whole number; labels must "
+                "be integers 0, 1, 2... (class numbers), not scores: round or map them first.")
+    return y.long()
+
+
+def _first_non_number(labels, what: str) -> str:
+    try:
+        items = list(np.asarray(labels, dtype=object).ravel())
+    except (TypeError, ValueError):
+        items = list(labels) if isinstance(labels, (list, tuple)) else [labels]
+    index, bad = next(((i, v) for i, v in enumerate(items)
+                       if isinstance(v, bool) or not isinstance(v, (int, float, np.number))),
+                      (0, labels))
+    return (f"{what}: label {bad!r} (sample {index}) is not a class number; labels must be "
+            "integers 0, 1, 2...: give every sample one, mapping class names to numbers "
+            "first (e.g. {name: i for i, name in enumerate(sorted(set(names)))}).")

@@ -89,16 +89,25 @@ def tensor_bytes(*objects) -> int:
 
 
 @contextlib.contextmanager
-def evaluating(model: torch.nn.Module):
-    """Eval mode for the duration; every module's own train/eval flag is restored after, even
-    when the body raises."""
+def modes_restored(model: torch.nn.Module):
+    """Every module's own train/eval flag is restored after the body, even when it raises;
+    modules the body added (a new PNN column) take the mode the model itself had."""
     modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     try:
         yield
     finally:
+        model.train(modes[0][1])
         for module, mode in modes:
             module.training = mode
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """Eval mode for the duration; every module's own train/eval flag is restored after, even
+    when the body raises."""
+    with modes_restored(model):
+        model.eval()
+        yield
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
