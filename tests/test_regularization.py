@@ -17,8 +17,9 @@ from forgetless.strategies import Strategy, build_strategy
 from forgetless.strategies.regularization.fisher import fisher_diagonal, mas_importance
 from forgetless.strategies.regularization.quadratic import trainable
 
-REGULARIZERS = ("ewc", "online-ewc", "si", "mas", "lwf")
-STRENGTH = {"ewc": "lam", "online-ewc": "lam", "si": "c", "mas": "lam", "lwf": "alpha"}
+REGULARIZERS = ("ewc", "online-ewc", "si", "mas", "l2", "lwf")
+STRENGTH = {"ewc": "lam", "online-ewc": "lam", "si": "c", "mas": "lam", "l2": "lam",
+            "lwf": "alpha"}
 
 
 # ------------------------------------------------------------------ slow references
@@ -232,7 +233,7 @@ def importance_of(strategy) -> dict:
 
 
 @pytest.mark.parametrize("name, huge", [("ewc", 1e9), ("online-ewc", 1e9), ("si", 1e7),
-                                        ("mas", 1e7)])
+                                        ("mas", 1e7), ("l2", 1e7)])
 def test_huge_strength_pins_the_weights_that_mattered(digits_streams, name, huge):
     """After task 0, the 10% most important weights stay within a few Adam steps (lr 1e-3) of
     their anchor through 80 steps of task 1, while naive moves the same weights far."""
@@ -340,7 +341,7 @@ def test_si_clips_the_running_importance_not_each_contribution():
     would keep 3.0), and never goes below 0."""
     model = torch.nn.Linear(3, 1, bias=False)
     si = build_strategy("si", {"c": 1.0, "xi": 0.0})
-    si.learner = type("Learner", (), {"model": model})()
+    si.learner = type("Learner", (), {"model": model, "strategy": si})()
 
     def finish_task(path, displacement):
         si.task_start = {"weight": torch.zeros(1, 3)}

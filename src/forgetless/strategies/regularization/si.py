@@ -76,8 +76,9 @@ class SI(AnchoredRegularizer):
         end = snapshot(self.learner.model)
         gained = {n: self.path[n] / ((end[n] - self.task_start[n]).square() + self.xi)
                   for n in end}
-        self.importance = {n: (gained[n] if self.importance is None
-                               else self.importance[n] + gained[n]).clamp_min(0) for n in gained}
+        self.importance = self.without_released(
+            {n: (gained[n] if self.importance is None else self.importance[n] + gained[n])
+             .clamp_min(0) for n in gained})
         self.anchor = end
         self.rebuild()
 
