@@ -26,7 +26,7 @@ class L2(AnchoredRegularizer):
 
     state_attributes = ("importance", "anchor")
 
-    def __init__(self, lam: float = 1.0) -> None:
+    def __init__(self, lam: float = 0.1) -> None:
         """lam: strength of the penalty ``lam * sum (w - w*)^2``; 0 is naive fine-tuning."""
         self.lam = check_strength("lam", lam)
         self.importance: dict[str, torch.Tensor] | None = None
