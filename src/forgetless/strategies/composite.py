@@ -41,8 +41,9 @@ class Composite(Strategy):
             raise ConfigurationError(
                 f"{anchored[0]} anchors every trainable parameter after each task and "
                 f"{growing[0]} adds new parameters per task, which such anchors do not cover; "
-                f"they cannot be combined. Combine {growing[0]} with lwf or a replay strategy, "
-                f"or {anchored[0]} with packnet.")
+                f"they cannot be combined. Combine {growing[0]} with lwf or a replay strategy "
+                f"({anchored[0]}+packnet runs, but PackNet already freezes every weight an "
+                "anchor would hold, so it trains exactly as packnet alone).")
         self.parts = flat
         self._users = {hook: [p for p in flat if overrides(p, hook)] for hook in (
             "training_data", "before_task", "extend_batch", "penalty", "before_step",
