@@ -41,7 +41,8 @@ class ERACE(ExperienceReplay):
     def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
                  replay_batch_size: int | None = None):
         """buffer_size, policy, replay_batch_size: as for ``er``."""
-        super().__init__(buffer_size, policy, replay_batch_size)
+        super().__init__(buffer_size=buffer_size, policy=policy,
+                         replay_batch_size=replay_batch_size)
         self._incoming = 0
 
     def extend_batch(self, batch: Batch) -> Batch:
