@@ -1,4 +1,5 @@
-"""Shared fixtures: small, fast streams from sklearn's 8x8 digits and a tiny MLP."""
+"""Shared fixtures: small, fast streams from sklearn's 8x8 digits, a tiny MLP, and the devices
+that device-sensitive tests run on."""
 
 from __future__ import annotations
 
@@ -24,3 +25,12 @@ def tiny_model(stream, hidden=(64,), seed=0):
 @pytest.fixture
 def make_model():
     return tiny_model
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request):
+    """Each device a tensor path can take: ``cpu`` always, ``cuda`` when a GPU is present (so
+    the GPU path is exercised on any machine that has one, and skipped, saying so, elsewhere)."""
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    return torch.device(request.param)

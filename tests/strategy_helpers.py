@@ -38,6 +38,17 @@ def learner_for(name: str, stream: Stream, seed: int = 0) -> Learner:
     return learner
 
 
+def state_bytes(state) -> int:
+    """Bytes of every tensor in a (nested) strategy state."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_bytes(v) for v in state)
+    return 0
+
+
 def safe_roundtrip(state):
     """``state`` through torch.save and a ``weights_only`` load, as a checkpoint takes it."""
     buffer = io.BytesIO()

@@ -210,7 +210,7 @@ def test_packnet_masks_are_disjoint_and_fit_the_layer(digits_streams, prune_rati
                                                            else math.ceil(64 * 32 * 15 / 16))
 
 
-@pytest.mark.parametrize("anchored", ["ewc", "online-ewc", "si", "mas"])
+@pytest.mark.parametrize("anchored", ["ewc", "online-ewc", "si", "mas", "l2"])
 @pytest.mark.parametrize("growing", ["pnn", "hat"])
 def test_parameter_anchors_and_growing_models_are_refused_together(anchored, growing):
     with pytest.raises(ConfigurationError, match=f"{anchored} anchors every trainable "
@@ -220,9 +220,45 @@ def test_parameter_anchors_and_growing_models_are_refused_together(anchored, gro
 
 @pytest.mark.parametrize("spec", ["lwf+pnn", "er+pnn", "er+hat", "ewc+packnet"])
 def test_the_combinations_the_refusal_suggests_train(digits_streams, spec):
+    """Each combination learns its tasks, and its first part acts: the accuracies differ from
+    the architecture's alone. Except EWC with PackNet: PackNet trains only the weights it freed,
+    which carry no importance, and freezes every other, so EWC's penalty never moves a weight
+    and ewc+packnet is packnet, bit for bit."""
     stream = four_tasks(digits_streams)
-    learner = make_learner(spec, stream, iterations=5)
-    assert len(learner.fit(stream).accuracy_matrix) == 4
+    combined = make_learner(spec, stream, iterations=25).fit(stream).accuracy_matrix
+    alone = make_learner(spec.split("+")[1], stream, iterations=25).fit(stream).accuracy_matrix
+    assert sum(combined[k][k] for k in range(4)) / 4 > 0.6  # chance: 0.5
+    assert (combined == alone) == (spec == "ewc+packnet")
+
+
+@pytest.mark.parametrize("anchored", ["ewc", "l2"])
+def test_a_packnet_composition_anchors_what_packnet_leaves_in_either_order(digits_streams,
+                                                                            anchored):
+    """After each task the anchor is the weights PackNet left (pruned, fine-tuned), the pruned
+    weights (free for the next task) carry no importance while the kept ones do, and
+    ``X+packnet`` and ``packnet+X`` train the same model bit for bit."""
+    stream = Stream(four_tasks(digits_streams).tasks[:3], "task", 10)
+    learners = []
+    for spec in (f"{anchored}+packnet", f"packnet+{anchored}"):
+        learner = make_learner(spec, stream, params={"prune_ratio": 0.5}, iterations=10)
+        parts = {p.name: p for p in learner.strategy.parts}
+        regulariser, packnet = parts[anchored], parts["packnet"]
+        for task in stream:
+            learner.learn(task)
+            importance = (regulariser.fishers[-1] if anchored == "ewc"
+                          else regulariser.importance)
+            anchor = regulariser.anchors[-1] if anchored == "ewc" else regulariser.anchor
+            for n, p in learner.model.named_parameters():
+                assert torch.equal(anchor[n], p.detach()), f"{spec}: {n} anchored elsewhere"
+            for n, owner in packnet.owners.items():
+                freed = owner == FREE
+                assert freed.any() and importance[n][~freed].any()
+                assert not importance[n][freed].any(), f"{spec}: freed {n} has importance"
+        learners.append(learner)
+    first, second = learners
+    assert first.evaluate(stream.tasks) == second.evaluate(stream.tasks)
+    for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -11,6 +11,10 @@ Order of calls for one task (``Composite`` keeps it for every part, left to righ
     per step: extend_batch(batch) -> forward -> loss + penalty(batch, logits) -> backward
               -> before_step() -> optimiser step -> after_step()
     after_task(task) -> evaluation (forward or predict)
+
+Parts that anchor parameters (EWC, SI, MAS, L2) run their ``after_task`` after every other
+part's, whatever their place in the sum: an anchor is taken of the weights the task ends with,
+after PackNet has pruned and fine-tuned them.
 """
 
 from __future__ import annotations
@@ -198,6 +202,12 @@ class Strategy:
     def predict(self, x: torch.Tensor, task_id: int | None) -> torch.Tensor | None:
         """Predicted labels when classification is not the argmax of the logits (iCaRL)."""
         return None
+
+    def released_weights(self) -> dict[str, torch.Tensor]:
+        """Per parameter name, a boolean mask of the entries this strategy emptied for later
+        tasks (PackNet's pruned weights): what they hold carries no knowledge, so a part that
+        anchors weights gives them no importance. Not a loop hook: anchoring parts ask for it."""
+        return {}
 
     def state_dict(self) -> dict:
         """Everything needed to resume or continue learning later (tensors, numbers, lists)."""

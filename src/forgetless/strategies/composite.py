@@ -13,7 +13,9 @@ class Composite(Strategy):
 
     ``extend_batch`` chains (each part sees the batch the previous one returned), penalties add
     up, and at most one part may replace ``training_data``, ``forward`` or ``predict`` (two
-    answers to "how is the model called" cannot both hold)."""
+    answers to "how is the model called" cannot both hold). One exception to left to right:
+    ``after_task`` runs the parts that anchor parameters last, so that ``ewc+packnet`` and
+    ``packnet+ewc`` both anchor the weights PackNet leaves after pruning and fine-tuning."""
 
     def __init__(self, *parts: Strategy) -> None:
         flat: list[Strategy] = []
@@ -39,12 +41,14 @@ class Composite(Strategy):
             raise ConfigurationError(
                 f"{anchored[0]} anchors every trainable parameter after each task and "
                 f"{growing[0]} adds new parameters per task, which such anchors do not cover; "
-                f"they cannot be combined. Combine {growing[0]} with lwf or a replay strategy, "
-                f"or {anchored[0]} with packnet.")
+                f"they cannot be combined. Combine {growing[0]} with lwf or a replay strategy "
+                f"({anchored[0]}+packnet runs, but PackNet already freezes every weight an "
+                "anchor would hold, so it trains exactly as packnet alone).")
         self.parts = flat
         self._users = {hook: [p for p in flat if overrides(p, hook)] for hook in (
             "training_data", "before_task", "extend_batch", "penalty", "before_step",
             "after_step", "after_task", "forward", "predict")}
+        self._users["after_task"].sort(key=lambda p: p.anchors_parameters)  # stable: anchors last
 
     # Declared constraints of the whole: what every part can serve.
     @property
@@ -122,6 +126,13 @@ class Composite(Strategy):
         for part in self._users["predict"]:
             return part.predict(x, task_id)
         return None
+
+    def released_weights(self) -> dict[str, torch.Tensor]:
+        released: dict[str, torch.Tensor] = {}
+        for part in self.parts:
+            for name, mask in part.released_weights().items():
+                released[name] = mask | released[name] if name in released else mask
+        return released
 
     def state_dict(self) -> dict:
         return {f"{i}:{p.name}": p.state_dict() for i, p in enumerate(self.parts)}

@@ -184,6 +184,10 @@ class PackNet(Strategy):
         return logits
 
     # ------------------------------------------------------------------ state
+    def released_weights(self) -> dict[str, torch.Tensor]:
+        """The pruned weights: zero, free for the next task (an anchor must not hold them)."""
+        return {n: owner == FREE for n, owner in self.owners.items()}
+
     def masks(self) -> dict[str, torch.Tensor]:
         """Per prunable layer: a boolean mask per task started, shape (tasks, *weight)."""
         return {n: owner[None] == torch.arange(self.tasks_started, device=owner.device).view(

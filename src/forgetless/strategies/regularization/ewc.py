@@ -59,7 +59,7 @@ class EWC(AnchoredRegularizer):
                                  output_mask=self.training_mask(task),
                                  batch_size=self.learner.batch_size,
                                  generator=self.importance_generator(task))
-        self.consolidate(fisher, snapshot(self.learner.model))
+        self.consolidate(self.without_released(fisher), snapshot(self.learner.model))
         self.rebuild()
 
     def consolidate(self, fisher: dict, anchor: dict) -> None:

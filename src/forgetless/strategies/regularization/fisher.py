@@ -85,13 +85,24 @@ def fisher_diagonal(model: nn.Module, data, estimator: str = "exact",
             targets = mask.any(0).nonzero().flatten().expand(x.shape[0], -1)
             weights = probs.gather(1, targets)
         else:
-            targets = (torch.multinomial(probs, 1, generator=generator)
-                       if estimator == "sampled" else y[:, None])
+            targets = (sample_labels(probs, generator) if estimator == "sampled"
+                       else y[:, None])
             weights = torch.ones_like(targets, dtype=probs.dtype)
         total = _per_sample_sum(model, params, x, _log_likelihood,
                                 {"mask": mask, "targets": targets}, weights, torch.square,
                                 method, chunk_size)
         return {name: value / x.shape[0] for name, value in total.items()}
+
+
+def sample_labels(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One label per row drawn from ``probs``, shape (N, 1), on the probabilities' device.
+
+    A generator draws only on its own device, and the learner's is a CPU one: probabilities on
+    another device are drawn from on the CPU and the labels moved back, so that one seed gives
+    the same labels on every device."""
+    if generator is None or generator.device == probs.device:
+        return torch.multinomial(probs, 1, generator=generator)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)
 
 
 def mas_importance(model: nn.Module, data, num_samples: int | None = None,

@@ -46,6 +46,7 @@ class MAS(AnchoredRegularizer):
         gained = mas_importance(self.learner.model, task, self.importance_samples,
                                 self.chunk_size, output_mask=self.training_mask(task),
                                 generator=self.importance_generator(task))
+        gained = self.without_released(gained)
         self.importance = gained if self.importance is None else {
             n: self.importance[n] + gained[n] for n in gained}
         self.anchor = snapshot(self.learner.model)

@@ -127,6 +127,13 @@ class AnchoredRegularizer(Strategy):
     def rebuild(self) -> None:
         """Recreate the penalty from the state (after ``load_state_dict``)."""
 
+    def without_released(self, importance: Tensors) -> Tensors:
+        """``importance`` with 0 on the weights another part released for later tasks
+        (PackNet's pruned weights), so the penalty does not pull freed capacity back."""
+        released = self.learner.strategy.released_weights()
+        return {n: v.masked_fill(released[n].to(v.device), 0) if n in released else v
+                for n, v in importance.items()}
+
     def importance_generator(self, task) -> torch.Generator:
         """A private RNG for importance estimates, fixed by the run's seed and the task, so that
         estimating importances never shifts the learner's own random stream."""

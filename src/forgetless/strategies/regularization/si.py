@@ -9,8 +9,10 @@ the weight's total displacement over the task and ``xi`` a damping that keeps th
 The penalty is ``c * sum_i importance_i * (w_i - w*_i)^2`` around the latest task's weights.
 
 A negative path integral (the loss rose along the weight's path, which Adam's momentum and
-mini-batch noise allow) is clipped to 0, so the importance never rewards moving a weight and the
-penalty stays a bowl.
+mini-batch noise allow) can make a contribution negative. As in the authors' code
+(ganguli-lab/pathint), the running importance is clipped after each task's contribution is added,
+``importance <- relu(importance + contribution)``: a negative contribution lowers what earlier
+tasks accumulated, and the importance never goes below 0, so the penalty stays a bowl.
 """
 
 from __future__ import annotations
@@ -72,10 +74,11 @@ class SI(AnchoredRegularizer):
 
     def after_task(self, task) -> None:
         end = snapshot(self.learner.model)
-        gained = {n: (self.path[n] / ((end[n] - self.task_start[n]).square() + self.xi))
-                  .clamp_min(0) for n in end}
-        self.importance = gained if self.importance is None else {
-            n: self.importance[n] + gained[n] for n in gained}
+        gained = {n: self.path[n] / ((end[n] - self.task_start[n]).square() + self.xi)
+                  for n in end}
+        self.importance = self.without_released(
+            {n: (gained[n] if self.importance is None else self.importance[n] + gained[n])
+             .clamp_min(0) for n in gained})
         self.anchor = end
         self.rebuild()
 

@@ -1,0 +1,144 @@
+"""Checks that the behaviour tests catch a broken method: each entry edits one line of a
+strategy to switch its key ingredient off (a mutant), runs the tests meant to catch it, and
+restores the file. Every mutant must make its tests fail.
+
+Run from the repository root: ``python tests/check_mutants.py`` (about a minute; not collected
+by pytest, since it edits the sources while it runs).
+"""
+
+import pathlib
+import subprocess
+import sys
+
+S = "src/forgetless/strategies/"
+MUTANTS = [  # (what is switched off, file, line(s), replacement, tests that must fail)
+    ('ewc zero Fisher', S + 'regularization/ewc.py',
+     '        self.fishers.append(fisher)',
+     '        self.fishers.append({n: 0 * v for n, v in fisher.items()})',
+     'tests/test_mutations.py::test_importance_is_what_holds_the_weights[ewc-settings0]'),
+    ('online-ewc zero Fisher', S + 'regularization/ewc.py',
+     '        self.fishers, self.anchors = [fisher], [anchor]',
+     '        self.fishers, self.anchors = [{n: 0 * v for n, v in fisher.items()}], [anchor]',
+     'tests/test_mutations.py::test_importance_is_what_holds_the_weights[online-ewc-settings1]'),
+    ('si zero importance', S + 'regularization/si.py',
+     '        gained = {n: self.path[n] /',
+     '        gained = {n: 0 * self.path[n] /',
+     'tests/test_mutations.py::test_importance_is_what_holds_the_weights[si-settings2]'),
+    ('mas zero importance', S + 'regularization/mas.py',
+     '        gained = self.without_released(gained)',
+     '        gained = {n: 0 * v for n, v in gained.items()}',
+     'tests/test_mutations.py::test_importance_is_what_holds_the_weights[mas-settings3]'),
+    ('l2 zero importance', S + 'regularization/l2.py',
+     '{n: torch.ones_like(w)',
+     '{n: torch.zeros_like(w)',
+     'tests/test_mutations.py::test_importance_is_what_holds_the_weights[l2-settings4]'),
+    ('lwf no distillation', S + 'regularization/lwf.py',
+     '        if self.teacher is None:\n            return None',
+     '        if True:\n            return None',
+     'tests/test_mutations.py::test_lwf_distillation_keeps_the_old_answers'),
+    ('er no replay', S + 'replay/er.py',
+     '        return batch if replayed is None else batch.concat(replayed)',
+     '        return batch',
+     'tests/test_mutations.py::test_er_trains_on_old_samples_in_every_step'),
+    ('derpp zero stored logits', S + 'replay/derpp.py',
+     'logits=logits[:fresh], generator',
+     'logits=0 * logits[:fresh], generator',
+     'tests/test_mutations.py -k derpp'),
+    ('derpp one draw', S + 'replay/derpp.py',
+     '                memory = self.buffer.sample(n, generator)\n                replay_logits',
+     '                replay_logits',
+     'tests/test_mutations.py::test_derpp_draws_two_independent_memory_batches'),
+    ('icarl no NME', S + 'replay/icarl.py',
+     '        if self.class_means is None:\n            return None',
+     '        if True:\n            return None',
+     'tests/test_mutations.py::test_icarl_classifies_by_the_nearest_mean_of_exemplars'),
+    ('icarl no distillation', S + 'replay/icarl.py',
+     '        if self.old_model is None or self.distillation == 0:',
+     '        if True:',
+     'tests/test_mutations.py::test_icarl_distillation_keeps_the_old_units_outputs'),
+    ('icarl random exemplars', S + 'replay/icarl.py',
+     '            index = herding(self.features(model, x_c), m)',
+     '            index = torch.randperm(len(x_c))[:m]',
+     'tests/test_mutations.py::test_icarl_exemplars_are_herded_and_the_mutant_random_ones_are_not'),
+    ('icarl wrong exemplar count', S + 'replay/icarl.py',
+     '        m = self.buffer.capacity // len(known)',
+     '        m = self.buffer.capacity // len(known) - 1',
+     'tests/test_mutations.py::test_icarl_keeps_buffer_size_over_classes_exemplars_per_class'),
+    ('agem no gradient projection', S + 'replay/agem.py',
+     '            torch.nn.utils.vector_to_parameters(projected, [p.grad for p in params])',
+     '            pass  # the projection is computed and counted but not applied',
+     'tests/test_replay.py -k agem_step_gradient'),
+    ('agem no update projection', S + 'replay/agem.py',
+     '        projected = -project(-update, reference)',
+     '        projected = update',
+     'tests/test_mutations.py::test_agem_projects_the_optimisers_update'),
+    ('hat no compensation', S + 'architecture/hat.py',
+     '            embedding.grad.mul_(',
+     '            (0 * embedding.grad).mul_(',
+     'tests/test_mutations.py::test_hat_compensates_the_embedding_gradient_for_the_annealing'),
+    ('packnet random pruning', S + 'architecture/packnet.py',
+     'torch.where(mine, weight.abs(),',
+     'torch.where(mine, torch.rand_like(weight),',
+     'tests/test_mutations.py::test_packnet_prunes_the_smallest_magnitudes_of_the_task'),
+    ('pnn no laterals', S + 'architecture/pnn.py',
+     '                    z = z + self.adapters[k][i - 1](hidden[:k])',
+     '                    z = z',
+     'tests/test_mutations.py::test_pnn_laterals_carry_the_earlier_columns_features'),
+    ('generative replay no distillation', S + 'replay/generative_replay.py',
+     '        if self._replay is None:\n            return None',
+     '        if True:\n            return None',
+     'tests/test_mutations.py::test_generative_replay_distillation_keeps_the_old_tasks'),
+    ('soft target loss without T^2', S + 'replay/common.py',
+     '    return -(target * log_student).sum(1).mean() * t * t',
+     '    return -(target * log_student).sum(1).mean()',
+     'tests/test_mutations.py::test_soft_target_loss_by_hand'),
+    ('gem no projection', S + 'replay/gem.py',
+     '            torch.nn.utils.vector_to_parameters(projected, [p.grad for p in params])',
+     '            pass  # the projection is computed and counted but not applied',
+     'tests/test_replay_baselines.py -k gem_step'),
+    ('gdumb no re-initialisation', S + 'replay/gdumb.py',
+     '                    module.reset_parameters()',
+     '                    pass',
+     'tests/test_replay_baselines.py -k gdumb_memory'),
+    ('er-ace symmetric', S + 'replay/er_ace.py',
+     '        return (present_classes_loss(logits[rows], y) - learners) / len(batch)',
+     '        return 0 * learners',
+     'tests/test_replay_baselines.py -k er_ace'),
+    ('si clips each contribution', S + 'regularization/si.py',
+     '        gained = {n: self.path[n] / ((end[n] - self.task_start[n]).square() + self.xi)\n'
+     '                  for n in end}',
+     '        gained = {n: (self.path[n] / ((end[n] - self.task_start[n]).square() + self.xi))'
+     '.clamp_min(0)\n                  for n in end}',
+     'tests/test_regularization.py -k si_clips'),
+]
+
+
+def main() -> int:
+    survivors = []
+    for label, path, old, new, test in MUTANTS:
+        source = pathlib.Path(path)
+        text = source.read_text()
+        if text.count(old) != 1:
+            print(f"{label}: the line to mutate is not in {path} once; update this entry.")
+            survivors.append(label)
+            continue
+        source.write_text(text.replace(old, new))
+        try:
+            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p",
+                                     "no:cacheprovider", *test.split()],
+                                    capture_output=True, text=True)
+        finally:
+            source.write_text(text)
+        failure = next((line for line in result.stdout.splitlines()
+                        if line.startswith("E ")), "")
+        # caught: a test failed (pytest exit 1) on an assertion, not on a crash of the mutant
+        caught = result.returncode == 1 and failure.lstrip("E ").startswith(
+            ("assert", "AssertionError"))
+        print(f"{label:36s} {'caught' if caught else 'SURVIVED'}  {failure[:90]}", flush=True)
+        if not caught:
+            survivors.append(label)
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
