@@ -28,6 +28,7 @@ def run(output, quiet, checkpoint_dir, resume, logger_specs, **options) -> None:
     Defaults: naive fine-tuning on the embedded split MNIST (5 tasks), class-incremental — the
     textbook picture of catastrophic forgetting."""
     from forgetless.experiments.runner import run as run_experiment
+    from forgetless.results.summary import strategy_label
     from forgetless.tables import format_accuracy_matrix, format_metrics
 
     config = config_from_options(**options)
@@ -45,7 +46,7 @@ def run(output, quiet, checkpoint_dir, resume, logger_specs, **options) -> None:
         for logger in loggers:
             logger.close()
     click.echo(f"accuracy (%) on each task (columns) after training each task (rows) — "
-               f"{result.strategy_info['name']}, {result.config['scenario']}-incremental")
+               f"{strategy_label(result.config)}, {result.config['scenario']}-incremental")
     click.echo(format_accuracy_matrix(result.accuracy_matrix, result.task_descriptions))
     click.echo("")
     click.echo(format_metrics(result.metrics))
