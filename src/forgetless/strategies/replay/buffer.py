@@ -257,9 +257,11 @@ def offer_first_visits(buffer: ReplayBuffer, learner, batch: Batch,
     (``learner.first_visit``), with their ``logits`` if given: over several epochs the buffer
     then sees each training sample once, so its reservoir is over distinct samples, it never
     holds two copies of one, and DER++ keeps the logits of a sample's first visit (Buzzega et
-    al. 2020). Outside the Learner's loop (no ``first_visit``) the whole batch is offered."""
+    al. 2020). Samples another strategy appended to the batch (the loop's come first) are not
+    offered. Outside the Learner's loop (no ``first_visit``) the whole batch is offered."""
     new = learner.first_visit
-    if new is not None and new.shape[0] == len(batch) and not bool(new.all()):
+    if new is not None:
+        new = torch.cat([new[: len(batch)], new.new_zeros(max(0, len(batch) - len(new)))])
         if not bool(new.any()):
             return
         batch = Batch(batch.x[new], batch.y[new], batch.task_ids[new])
