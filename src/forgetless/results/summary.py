@@ -259,7 +259,7 @@ def _grouped_cells(group: Group) -> list[list[str]]:
 
 NOTE = ("ACC: final average accuracy; forgetting: mean drop from each task's best accuracy "
         "after it was learned; BWT/FWT: backward/forward transfer (Lopez-Paz & Ranzato 2017), FWT "
-        "'–' where undefined (class-incremental: tests answer over the classes learned so far; "
+        "'–' where undefined (class-IL, whose tests answer over the classes learned so far, and "
         "joint); mean ± sd over seeds. time x naive: "
         "train time over naive's; peak memory: the run's peak RSS; strategy holds: bytes kept "
         "beyond the model; raw data: stores training samples; task id: needs it at test time.")
