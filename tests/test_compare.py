@@ -108,6 +108,7 @@ def test_the_tables_numbers_equal_those_recomputed_from_the_stored_matrices(smal
         assert cell in text and cell in markdown
         assert row["n_seeds"] == "2"
     rows = {r.strategy: r for r in next(g for g in groups if g.scenario == "class").rows}
+    assert {r.stats["fwt"].percent() for r in rows.values()} == {"–"}  # undefined, shown so
     assert rows["naive"].time_ratio == 1.0
     others = [r for r in rows.values() if r.strategy != "naive"]
     assert others and all(r.time_ratio == pytest.approx(r.train_seconds
