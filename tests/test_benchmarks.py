@@ -121,9 +121,17 @@ def test_masks_per_scenario(digits):
     cmask = OutputMask(Scenario.CLASS, 10)
     for t in stream:
         cmask.add_task(t.task_id, t.classes)
+    assert cmask.for_test(None) is None  # nothing trained yet: the whole head
     cmask.mark_seen(torch.tensor([0, 1]))
     assert cmask.for_training(task_ids).nonzero().flatten().tolist() == [0, 1, 2, 3]
-    assert cmask.for_test(None) is None
+    # class-incremental tests answer over the classes learned so far, like training
+    assert cmask.for_test(None).nonzero().flatten().tolist() == [0, 1, 2, 3]
+    whole = OutputMask(Scenario.CLASS, 10, whole_head_training=True)
+    for t in stream:
+        whole.add_task(t.task_id, t.classes)
+    whole.mark_seen(torch.tensor([0, 1]))
+    assert whole.for_training(task_ids) is None
+    assert whole.for_test(None).nonzero().flatten().tolist() == [0, 1, 2, 3]
     assert OutputMask(Scenario.DOMAIN, 2).for_training(task_ids) is None
 
 

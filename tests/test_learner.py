@@ -245,3 +245,68 @@ def test_progress_bar_shows_task_and_loss(digits_streams, make_model, capsys):
     Learner(make_model(stream), iterations=12, progress=True).fit(stream)
     err = capsys.readouterr().err
     assert "task 2/2" in err and "loss" in err
+
+
+# ---------------------------------------------------------------- class-incremental evaluation
+def test_class_il_answers_over_the_classes_learned_so_far(digits_streams, make_model):
+    """After task 1 of split digits, the whole head would send some test samples to units no
+    task has trained (they were never pushed down); the learner answers over classes 0-1 only,
+    so tasks not yet learned score exactly 0 and the untrained model's row uses the whole head."""
+    stream = digits_streams["class"]
+    learner = Learner(make_model(stream, hidden=(16,), seed=1), build_strategy("naive"),
+                      iterations=15, batch_size=32, seed=0)
+    learner.bind(stream)
+    untrained = learner.evaluate(stream.tasks)
+    learner.learn(stream.tasks[0])
+    later = torch.cat([t.test_x for t in stream.tasks[1:]])
+    with torch.no_grad():
+        whole_head = learner.model(later).argmax(1)
+    untrained_units = (whole_head >= 2).float().mean()
+    assert untrained_units > 0.05, "the case this test is about: whole-head testing differs"
+    assert set(learner.predict(later).unique().tolist()) <= {0, 1}
+    assert learner.evaluate(stream.tasks)[1:] == [0.0] * 4
+    assert max(untrained) > 0  # before training: the whole head, not one unit for everything
+    learner.learn(stream.tasks[1])
+    assert set(learner.predict(later).unique().tolist()) <= {0, 1, 2, 3}
+
+
+def test_task_il_training_leaves_other_tasks_head_rows_bit_identical(digits_streams,
+                                                                    make_model):
+    """Masking a shared head is separate heads: Adam (reset per task) never moves the output
+    rows of a task other than the one being trained, so task 1's head survives task 2."""
+    stream = digits_streams["task"]
+    learner = Learner(make_model(stream), build_strategy("naive"), iterations=20,
+                      batch_size=32, seed=0)
+    learner.bind(stream)
+    learner.learn(stream.tasks[0])
+    head = learner.model.head
+    before = head.weight.detach().clone(), head.bias.detach().clone()
+    learner.learn(stream.tasks[1])
+    for after, old in zip((head.weight, head.bias), before, strict=True):
+        assert torch.equal(after[[0, 1]], old[[0, 1]])  # task 1's units
+        assert torch.equal(after[4:], old[4:])  # units of tasks not trained yet
+        assert not torch.equal(after[[2, 3]], old[[2, 3]])  # task 2's units trained
+
+
+def test_first_visit_marks_each_training_sample_once_per_task(digits_streams, make_model):
+    stream = digits_streams["class"]
+    seen = []
+
+    class Spy(Strategy):
+        def extend_batch(self, batch):
+            seen.append((batch.x[self.learner.first_visit].flatten(1),
+                         self.learner.first_visit))
+            return batch
+
+    learner = Learner(make_model(stream), Spy(), epochs=3, batch_size=32, seed=0)
+    learner.bind(stream)
+    learner.learn(stream.tasks[0])
+    n = len(stream.tasks[0].train_x)
+    firsts = torch.cat([s for s, _ in seen])
+    assert len(firsts) == n  # every sample once (3 epochs offered it three times) ...
+    distinct = torch.unique(stream.tasks[0].train_x.flatten(1), dim=0)
+    assert torch.unique(firsts, dim=0).shape == distinct.shape  # ... each of them
+    assert sum(int(v.sum()) for _, v in seen[: -(-n // 32)]) == n  # all in the first epoch
+    learner.learn(stream.tasks[1])  # a new task: its samples are new
+    assert len(torch.cat([s for s, _ in seen])) == n + len(stream.tasks[1].train_x)
+    assert learner.first_visit is None  # outside the loop

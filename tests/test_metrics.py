@@ -36,6 +36,24 @@ def test_forgetting_takes_a_peak_reached_after_learning():
     assert metrics.average_forgetting(r) == pytest.approx(((0.9 - 0.3) + 0.0) / 2)
 
 
+def test_forgetting_ignores_accuracy_before_the_task_was_learned():
+    """Our convention (rows j..T-2) against Chaudhry et al.'s code (every row before the last):
+    task 1 scores 0.9 before it is learned (row 0), 0.7 once learned, 0.5 at the end."""
+    r = [[1.0, 0.9, 0.0], [0.8, 0.7, 0.0], [0.6, 0.5, 0.9]]
+    assert metrics.average_forgetting(r) == pytest.approx(((1.0 - 0.6) + (0.7 - 0.5)) / 2)
+    every_row = ((1.0 - 0.6) + (0.9 - 0.5)) / 2  # what the all-rows convention would give
+    assert metrics.average_forgetting(r) != pytest.approx(every_row)
+
+
+def test_fwt_is_undefined_in_class_il_and_for_joint():
+    r, b = [[0.9, 0.0], [0.5, 0.8]], [0.1, 0.1]
+    assert metrics.summarize(r, b)["fwt"] == pytest.approx(-0.1)
+    assert metrics.summarize(r, b, fwt_defined=False)["fwt"] is None
+    assert not metrics.forward_transfer_defined("class")
+    assert not metrics.forward_transfer_defined("task", sees_future=True)
+    assert metrics.forward_transfer_defined("task") and metrics.forward_transfer_defined("domain")
+
+
 def test_learning_accuracy_is_the_diagonal_mean():
     assert metrics.learning_accuracy(R) == pytest.approx((0.9 + 0.8 + 0.95) / 3)
 

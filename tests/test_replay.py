@@ -107,9 +107,11 @@ def test_buffer_state_round_trip_continues_identically():
 
 
 @pytest.mark.parametrize("settings", [{"buffer_size": 0}, {"buffer_size": 2.5},
-                                      {"policy": "fifo"}, {"replay_batch_size": -1}])
+                                      {"policy": "fifo"}, {"replay_batch_size": -1},
+                                      {"fill": "always"}])
 def test_bad_buffer_settings_say_how_to_fix_them(settings):
-    with pytest.raises(ConfigurationError, match="buffer_size|policy|replay_batch_size"):
+    with pytest.raises(ConfigurationError,
+                       match="buffer_size|policy|replay_batch_size|--set fill=stream"):
         build_strategy("er", settings)
 
 
@@ -343,6 +345,111 @@ def test_task_incremental_replay_carries_each_samples_own_task_id(digits_streams
     assert len(batch) == 64 and set(batch.task_ids[replayed].tolist()) == {0, 1, 2}
     owners = learner.output_mask.task_units[batch.task_ids, batch.y]
     assert owners.all()  # every label belongs to its sample's task
+
+
+# ------------------------------------------------------------- each sample offered once
+def epochs_learner(name, stream, settings, epochs=5, extra=None):
+    torch.manual_seed(0)
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
+    strategy = build_strategy(name, settings)
+    if extra is not None:
+        strategy = strategy + extra
+    learner = Learner(model, strategy, epochs=epochs, batch_size=32, seed=0)
+    learner.bind(stream)
+    return learner, strategy.parts[0] if extra is not None else strategy
+
+
+@pytest.mark.parametrize("name, settings", [("er", {"fill": "stream"}), ("er", {}),
+                                            ("derpp", {})])
+def test_several_epochs_offer_each_sample_once_and_the_buffer_holds_no_copies(digits_streams,
+                                                                              name, settings):
+    """Offered every batch of every epoch, a buffer of 30 after 5 epochs held copies of one
+    sample; offered each sample once, the reservoir is over the task's distinct samples
+    (uniform: ``test_reservoir_keeps_every_sample_with_equal_probability``)."""
+    stream = digits_streams["class"]
+    learner, strategy = epochs_learner(name, stream, {"buffer_size": 30, **settings})
+    learner.learn(stream.tasks[0])
+    learner.learn(stream.tasks[1])
+    buffer = strategy.buffer
+    offered = sum(len(t.train_x) for t in stream.tasks[:2])
+    assert buffer.seen == offered  # 5 epochs, each sample offered once
+    held = buffer.tensors()["x"].flatten(1)
+    assert len(buffer) == 30 and torch.unique(held, dim=0).shape[0] == 30
+
+
+def test_er_fills_its_memory_after_each_task_by_default(digits_streams):
+    """fill="task_end": while a task trains, the buffer holds finished tasks only, so every
+    replayed sample is an old one; the task's samples enter after it."""
+    stream = digits_streams["class"]
+    held_during = []
+
+    class Spy(Strategy):
+        def before_step(self):
+            held_during.append(set(er.buffer.tensors().get("task_ids", torch.zeros(0)).tolist()))
+
+    learner, er = epochs_learner("er", stream, {"buffer_size": 30}, epochs=2, extra=Spy())
+    for task in stream.tasks[:3]:
+        start = len(held_during)
+        learner.learn(task)
+        assert all(held <= set(range(task.task_id)) for held in held_during[start:])
+    assert set(er.buffer.tensors()["task_ids"].tolist()) == {0, 1, 2}
+
+
+def test_derpp_keeps_the_logits_of_a_samples_first_visit(digits_streams):
+    stream = digits_streams["class"]
+    task = stream.tasks[0]
+    first = {}
+
+    class FirstLogits(Strategy):  # what the network answered on each sample's first visit
+        def penalty(self, batch, logits):
+            new = self.learner.first_visit
+            for x, z in zip(batch.x[: len(new)][new], logits[: len(new)][new], strict=True):
+                first[x.flatten().numpy().tobytes()] = z.detach().clone()
+
+    learner, derpp = epochs_learner("derpp", stream, {"buffer_size": len(task.train_x)},
+                                    epochs=4, extra=FirstLogits())
+    learner.learn(task)
+    held = derpp.buffer.tensors()
+    assert len(first) == len(task.train_x) == len(derpp.buffer)
+    stored = torch.stack([first[x.flatten().numpy().tobytes()] for x in held["x"]])
+    assert torch.equal(held["logits"], stored)
+    with torch.no_grad():  # the network has moved since: later visits would differ
+        assert not torch.allclose(learner.model(held["x"]), stored, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------- A-GEM defaults
+def test_agem_defaults_are_the_papers_and_departures_show_in_the_label():
+    from forgetless.experiments.runner import resolve
+    from forgetless.results.summary import strategy_label
+
+    agem = build_strategy("agem")
+    assert agem.memory_strength == 0.0 and agem.project_update is False
+
+    def label(name, settings):
+        return strategy_label(resolve(RunConfig(strategy=name), build_strategy(name, settings)))
+
+    assert label("agem", {}) == "agem"
+    assert label("agem", {"memory_strength": 0.5}) == "agem(memory_strength=0.5)"
+    assert label("ewc+agem", {"agem.project_update": True, "ewc.lam": 3.0}) == \
+        "ewc+agem(project_update=True)"
+    assert label("er", {"buffer_size": 200}) == "er"  # not a different method
+
+
+@pytest.mark.parametrize("name, trains_future_units", [("agem", True), ("er", False)])
+def test_class_il_agem_trains_the_whole_head_and_er_the_seen_classes(digits_streams, name,
+                                                                     trains_future_units):
+    """Under the seen-classes mask A-GEM's projection loses the old classes (docs/replay.md);
+    A-GEM's losses cover the whole head, so units of classes not seen yet are pushed down."""
+    stream = digits_streams["class"]
+    learner = make_learner(name, stream, iterations=10)
+    learner.bind(stream)
+    future = learner.model.head.bias.detach()[4:].clone()
+    learner.learn(stream.tasks[0])
+    learner.learn(stream.tasks[1])  # the memory is used from the second task on
+    moved = not torch.equal(learner.model.head.bias.detach()[4:], future)
+    assert moved is trains_future_units
+    later = torch.cat([t.test_x for t in stream.tasks[2:]])
+    assert set(learner.predict(later).unique().tolist()) <= {0, 1, 2, 3}
 
 
 # ---------------------------------------------------------------------------- accuracy

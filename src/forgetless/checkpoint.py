@@ -371,7 +371,8 @@ def _adopt_known_tasks(learner, meta: dict) -> None:
     if meta.get("scenario") is None:
         return
     learner.scenario = Scenario.parse(meta["scenario"])
-    learner.output_mask = OutputMask(learner.scenario, meta["num_outputs"], learner.device)
+    learner.output_mask = OutputMask(learner.scenario, meta["num_outputs"], learner.device,
+                                     learner.strategy.trains_whole_head)
     shape = tuple(meta["input_shape"])
     for info in meta["tasks"]:
         empty_x, empty_y = torch.empty(0, *shape), torch.empty(0, dtype=torch.long)

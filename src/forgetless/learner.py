@@ -115,6 +115,10 @@ class Learner:
         self.batches_per_epoch = 1  # of the data being trained now (per-epoch schedules read it)
         self.divergence = DivergenceGuard()
         self._logits_hook = None  # set when the model's output holds its logits (``.logits``)
+        # Which samples of the current batch (as the loop drew it) this task trains on for the
+        # first time: replay offers each sample to its buffer once (``run_steps``).
+        self.first_visit: torch.Tensor | None = None
+        self._visited: torch.Tensor | None = None
         # How the model was built (``build_model`` records it), so a checkpoint can rebuild it.
         self.model_spec: dict | None = getattr(model, "build_spec", None)
         # The rows of the current (or last) fit, kept in checkpoints so a resumed fit returns
@@ -135,7 +139,8 @@ class Learner:
         self._check_model(stream)
         self.scenario = stream.scenario
         if self.output_mask is None:
-            self.output_mask = OutputMask(stream.scenario, stream.num_outputs, self.device)
+            self.output_mask = OutputMask(stream.scenario, stream.num_outputs, self.device,
+                                          self.strategy.trains_whole_head)
         for task in stream.tasks:
             self._know(task)
 
@@ -229,6 +234,7 @@ class Learner:
         data = self.strategy.training_data(task) or TrainingData(
             task.train_x, task.train_y, task.task_ids)
         self.strategy.before_task(task)
+        self._visited = None  # a new task: every sample is new again
         self.output_mask.mark_seen(torch.cat([data.task_ids, task.task_ids[:1]]))
         self._prepare_optimizer()
         steps = self.budget(len(data.x))
@@ -251,11 +257,14 @@ class Learner:
         An epoch's one-sample tail joins the batch before it (BatchNorm cannot train on one
         sample), so that batch holds ``batch_size + 1`` samples and an epoch one step fewer
         (``batches_per_epoch``; an epochs budget counts the same). Strategies may call this for
-        extra phases (PackNet's fine-tuning after pruning)."""
+        extra phases (PackNet's fine-tuning after pruning); a sample counts as visited
+        (``first_visit``) once per task, whatever the phase."""
         if steps == 0:
             return
         x, y, task_ids = (t.to(self.device) for t in (data.x, data.y, data.task_ids))
         n = x.shape[0]
+        if self._visited is None or self._visited.shape[0] != n:
+            self._visited = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.batches_per_epoch = batches_per_epoch(n, self.batch_size)
         order, position = None, n
         bar = _progress_bar(steps, desc, self.progress)
@@ -271,10 +280,13 @@ class Learner:
             index = order[position:end]
             position = end
             self.step_in_task = step
+            self.first_visit = ~self._visited[index]
+            self._visited[index] = True
             loss = self.train_step(Batch(x[index], y[index], task_ids[index]))
             if bar is not None and (step % 10 == 0 or step == steps - 1):
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix_str(f"loss {loss:.4f}", refresh=step == steps - 1)
+        self.first_visit = None
         if bar is not None:
             bar.close()
         self.divergence.check_parameters(steps, self.trainable_parameters(), gradients=False)

@@ -41,7 +41,10 @@ def format_metrics(metrics: dict) -> str:
     names = [("acc", "ACC (final average accuracy)"), ("bwt", "BWT (backward transfer)"),
              ("forgetting", "average forgetting"), ("fwt", "FWT (forward transfer)"),
              ("learning_acc", "learning accuracy (diagonal)")]
-    return "\n".join(f"{label:<32} {100 * metrics[key]:7.2f} %" for key, label in names
+    def value(v) -> str:  # None: undefined (FWT in class-incremental runs, of joint)
+        return f"{'–':>7}" if v is None else f"{100 * v:7.2f} %"
+
+    return "\n".join(f"{label:<32} {value(metrics[key])}" for key, label in names
                      if key in metrics)
 
 

@@ -36,6 +36,7 @@ def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, store, n
     textbook picture of catastrophic forgetting. The run is recorded in the results store
     (--store, as `compare` uses it) so `show RUN_ID`, `runs`, `report` and `advise` see it."""
     from forgetless.experiments.runner import run as run_experiment
+    from forgetless.results.summary import strategy_label
     from forgetless.storage import check_writable
     from forgetless.tables import format_accuracy_matrix, format_metrics
 
@@ -63,7 +64,7 @@ def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, store, n
         for logger in loggers:
             logger.close()
     click.echo(f"accuracy (%) on each task (columns) after training each task (rows) — "
-               f"{result.strategy_info['name']}, {result.config['scenario']}-incremental")
+               f"{strategy_label(result.config)}, {result.config['scenario']}-incremental")
     click.echo(format_accuracy_matrix(result.accuracy_matrix, result.task_descriptions))
     click.echo("")
     click.echo(format_metrics(result.metrics))

@@ -17,7 +17,7 @@ from forgetless.data.benchmarks import build_stream
 from forgetless.data.stream import Scenario, Stream
 from forgetless.errors import ConfigurationError, ForgetlessWarning
 from forgetless.learner import Learner, check_scenario
-from forgetless.metrics import summarize
+from forgetless.metrics import forward_transfer_defined, summarize
 from forgetless.models import build_model
 from forgetless.results import RunResult
 from forgetless.strategies import build_strategy
@@ -183,10 +183,12 @@ def record(experiment: Experiment, fit, parameters_before: int) -> RunResult:
         config=experiment.resolved,
         accuracy_matrix=fit.accuracy_matrix,
         untrained_accuracy=fit.untrained_accuracy,
-        metrics=summarize(fit.accuracy_matrix, fit.untrained_accuracy),
+        metrics=summarize(fit.accuracy_matrix, fit.untrained_accuracy, forward_transfer_defined(
+            experiment.resolved["scenario"], strategy.sees_future)),
         costs=costs,
         strategy_info={"name": strategy.name, "family": strategy.family,
                        "needs_task_id": strategy.needs_task_id,
+                       "sees_future": strategy.sees_future,
                        "stores_raw_data": footprint.stores_raw_data or strategy.stores_raw_data},
         task_descriptions=[t.description for t in experiment.stream.tasks],
         environment=environment(learner.device),

@@ -243,6 +243,10 @@ def choose(configs: list[RunConfig], results: dict[str, RunResult], metric: str
         result = results.get(planned_run_id(config))
         if result is None:
             continue
+        if result.metrics.get(metric) is None:  # FWT in class-incremental runs, of joint
+            raise ConfigurationError(
+                f"{metric} is undefined for {config.strategy} in the {config.scenario}-"
+                "incremental scenario; tune on acc, bwt or forgetting ([tune] metric).")
         variants = groups.setdefault((config.strategy, config.scenario), {})
         variants.setdefault(candidate_key(config), [config, []])[1].append(
             result.metrics[metric])

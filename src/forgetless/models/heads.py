@@ -3,7 +3,14 @@
 - task-incremental: each sample's logits are restricted to its own task's units, in training and
   at test (the task id is given);
 - class-incremental: training restricts logits to the units of the tasks seen so far (so units
-  of future classes are not pushed down before they are learned); test uses the whole head;
+  of future classes are not pushed down before they are learned), and so does the test: a
+  prediction is one of the classes learned so far (van de Ven & Tolias's "active classes"; what
+  a deployed model can answer). Units never trained are never pushed down, so on the whole head
+  they could win the argmax. "So far" is the classes of every task whose data has been trained
+  (after task i: tasks 0..i; for ``joint``, which trains on all tasks at once, every class).
+  Before any training no class is active and the untrained model answers over the whole head.
+  A strategy may train over the whole head instead (``Strategy.trains_whole_head``: A-GEM, whose
+  projection fails under the seen-classes mask; the evidence is in docs/replay.md);
 - domain-incremental: no mask.
 """
 
@@ -17,11 +24,14 @@ from forgetless.data.stream import Scenario
 class OutputMask:
     """Builds the boolean masks of allowed output units for a stream's scenario."""
 
-    def __init__(self, scenario: Scenario, num_outputs: int, device="cpu") -> None:
+    def __init__(self, scenario: Scenario, num_outputs: int, device="cpu",
+                 whole_head_training: bool = False) -> None:
         """``device``: the learner's, so that per-sample masks index with the batch's task ids
-        where they live (the state travels on the CPU)."""
+        where they live (the state travels on the CPU). ``whole_head_training``: class-
+        incremental training over every unit, not only the classes seen so far."""
         self.scenario = Scenario.parse(scenario)
         self.num_outputs = num_outputs
+        self.whole_head_training = whole_head_training
         self.device = torch.device(device)
         self.task_units = torch.zeros(0, num_outputs, dtype=torch.bool,
                                       device=self.device)  # [tasks, outputs]
@@ -44,14 +54,17 @@ class OutputMask:
         """The mask for a training batch: per sample (task-IL), shared (class-IL) or None."""
         if self.scenario is Scenario.TASK:
             return self.task_units[task_ids]
-        if self.scenario is Scenario.CLASS:
+        if self.scenario is Scenario.CLASS and not self.whole_head_training:
             return self.seen_units
         return None
 
     def for_test(self, task_id: int | None) -> torch.Tensor | None:
-        """The mask at test time; only task-incremental runs are given ``task_id``."""
+        """The mask at test time; only task-incremental runs are given ``task_id``. Class-
+        incremental runs answer over the classes trained so far (the whole head before any)."""
         if self.scenario is Scenario.TASK:
             return self.task_units[task_id]
+        if self.scenario is Scenario.CLASS and bool(self.seen_units.any()):
+            return self.seen_units
         return None
 
     def state_dict(self) -> dict:

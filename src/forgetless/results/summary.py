@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from forgetless.metrics import summarize
+from forgetless.metrics import forward_transfer_defined, summarize
 from forgetless.results.run_result import RunResult
 from forgetless.results.store import protocol_key, variant_key
+from forgetless.strategies import STRATEGIES, constructor_parameters
 from forgetless.tables import (
     Column,
     fit_columns,
@@ -52,7 +53,8 @@ class Stat:
 
     @classmethod
     def of(cls, values) -> Stat:
-        values = np.asarray(list(values), dtype=float)
+        """An undefined value (None, e.g. FWT in class-incremental runs) makes the Stat NaN."""
+        values = np.asarray([math.nan if v is None else v for v in values], dtype=float)
         sd = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         return cls(float(values.mean()), sd)
 
@@ -63,6 +65,9 @@ class Stat:
         return bool(spreads) and abs(self.mean - other.mean) <= max(spreads)
 
     def percent(self, digits: int = 1) -> str:
+        """``12.3 ± 0.4``; "–" where the metric is undefined."""
+        if math.isnan(self.mean):
+            return "–"
         text = f"{100 * self.mean:.{digits}f}"
         return text if math.isnan(self.sd) else f"{text} ± {100 * self.sd:.{digits}f}"
 
@@ -125,14 +130,38 @@ def _mean(values) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def strategy_label(config: dict) -> str:
+    """The strategy's name, each part followed by the non-default values of its
+    ``labelled_hyperparameters``: ``agem(memory_strength=0.5)``,
+    ``ewc+agem(project_update=True)``."""
+    params = config.get("strategy_params", {})
+    parts = []
+    for name in config["strategy"].split("+"):
+        cls = STRATEGIES.get(name) if name in STRATEGIES else None
+        defaults = constructor_parameters(cls) if cls is not None else {}
+        shown = [f"{k}={params[f'{name}.{k}']}"
+                 for k in getattr(cls, "labelled_hyperparameters", ())
+                 if f"{name}.{k}" in params and k in defaults
+                 and params[f"{name}.{k}"] != defaults[k].default]
+        parts.append(f"{name}({', '.join(shown)})" if shown else name)
+    return "+".join(parts)
+
+
+def _fwt_defined(run: RunResult) -> bool:
+    """Runs stored before ``sees_future`` was recorded name ``joint`` in their strategy."""
+    sees_future = run.strategy_info.get(
+        "sees_future", "joint" in run.config["strategy"].split("+"))
+    return forward_transfer_defined(run.config["scenario"], sees_future)
+
+
 def _row(runs: list[RunResult]) -> Row:
     runs = sorted(runs, key=lambda r: (r.config.get("seed", 0), r.run_id))
     first = runs[0]
-    metrics = [summarize(r.accuracy_matrix, r.untrained_accuracy) for r in runs]
+    metrics = [summarize(r.accuracy_matrix, r.untrained_accuracy, _fwt_defined(r)) for r in runs]
     matrices = np.asarray([r.accuracy_matrix for r in runs], dtype=float)
     info = first.strategy_info
     return Row(
-        label=first.config["strategy"],
+        label=strategy_label(first.config),
         strategy=first.config["strategy"],
         family=info.get("family", "baseline"),
         scenario=first.config["scenario"],
@@ -153,10 +182,11 @@ def _row(runs: list[RunResult]) -> Row:
 
 
 def _label_variants(rows: list[Row]) -> None:
-    """Rows of the same strategy with different hyper-parameters get them in their label."""
+    """Rows of the same label (strategy and labelled hyper-parameters) with different
+    hyper-parameters get them in their label."""
     by_strategy: dict[str, list[Row]] = {}
     for row in rows:
-        by_strategy.setdefault(row.strategy, []).append(row)
+        by_strategy.setdefault(row.label, []).append(row)
     for same in by_strategy.values():
         if len(same) < 2:
             continue
@@ -166,7 +196,7 @@ def _label_variants(rows: list[Row]) -> None:
         for row in same:
             shown = ", ".join(f"{k.split('.', 1)[-1]}={row.strategy_params.get(k)}"
                               for k in differing)
-            row.label = f"{row.strategy} ({shown or row.variant[:6]})"
+            row.label = f"{row.label} ({shown or row.variant[:6]})"
 
 
 #: The marks ``mark_winners`` gives, and the rule, said once for every table's footnote.
@@ -274,8 +304,10 @@ def _grouped_cells(group: Group) -> list[list[str]]:
     return cells
 
 
-NOTE = ("ACC: final average accuracy; forgetting: mean drop from each task's best; BWT/FWT: "
-        "backward/forward transfer (Lopez-Paz & Ranzato 2017); mean ± sd over seeds. time x naive: "
+NOTE = ("ACC: final average accuracy; forgetting: mean drop from each task's best accuracy "
+        "after it was learned; BWT/FWT: backward/forward transfer (Lopez-Paz & Ranzato 2017), FWT "
+        "'–' where undefined (class-IL, whose tests answer over the classes learned so far, and "
+        "joint); mean ± sd over seeds. time x naive: "
         "train time over naive's; peak memory: the run's peak RSS; strategy holds: bytes kept "
         "beyond the model; raw data: stores training samples; task id: needs it at test time.")
 

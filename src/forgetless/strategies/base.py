@@ -140,6 +140,14 @@ class Strategy:
     adds_parameters: ClassVar[bool] = False
     #: True for strategies that keep one anchor per trainable parameter across tasks.
     anchors_parameters: ClassVar[bool] = False
+    #: True for strategies that train on tasks before they arrive (``joint``): no FWT.
+    sees_future: ClassVar[bool] = False
+    #: True for strategies that train over the whole head in class-incremental runs instead of
+    #: the classes seen so far (``models.heads``); every other scenario masks as usual.
+    trains_whole_head: ClassVar[bool] = False
+    #: Hyper-parameters that change which published method this is: a non-default value is
+    #: shown in the strategy's label in every table and report (``agem(memory_strength=0.5)``).
+    labelled_hyperparameters: ClassVar[tuple[str, ...]] = ()
 
     learner: Learner
 

@@ -36,6 +36,7 @@ class Joint(Strategy):
 
     family = "baseline"
     stores_raw_data = True
+    sees_future = True
 
     def training_data(self, task):
         if task.task_id == 0:

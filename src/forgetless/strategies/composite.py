@@ -68,6 +68,14 @@ class Composite(Strategy):
         return any(p.stores_raw_data for p in self.parts)
 
     @property
+    def sees_future(self) -> bool:  # type: ignore[override]
+        return any(p.sees_future for p in self.parts)
+
+    @property
+    def trains_whole_head(self) -> bool:  # type: ignore[override]
+        return any(p.trains_whole_head for p in self.parts)
+
+    @property
     def family(self) -> str:  # type: ignore[override]
         families = {p.family for p in self.parts} - {"baseline"}
         if len(self.parts) == 1:

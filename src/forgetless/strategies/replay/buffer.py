@@ -251,6 +251,43 @@ class ReplayBuffer:
         self.max_count = int(state["max_count"])
 
 
+def offer_first_visits(buffer: ReplayBuffer, learner, batch: Batch,
+                       logits: torch.Tensor | None = None) -> None:
+    """Offer the stream samples of ``batch`` that this task trains on for the first time
+    (``learner.first_visit``), with their ``logits`` if given: over several epochs the buffer
+    then sees each training sample once, so its reservoir is over distinct samples, it never
+    holds two copies of one, and DER++ keeps the logits of a sample's first visit (Buzzega et
+    al. 2020). Samples another strategy appended to the batch (the loop's come first) are not
+    offered. Outside the Learner's loop (no ``first_visit``) the whole batch is offered."""
+    new = learner.first_visit
+    if new is not None:
+        new = torch.cat([new[: len(batch)], new.new_zeros(max(0, len(batch) - len(new)))])
+        if not bool(new.any()):
+            return
+        batch = Batch(batch.x[new], batch.y[new], batch.task_ids[new])
+        logits = None if logits is None else logits[new]
+    buffer.add(batch.x, batch.y, batch.task_ids, logits=logits, generator=learner.generator)
+
+
+def offer_task(buffer: ReplayBuffer, learner, task) -> None:
+    """Offer every training sample of a finished ``task`` once (an episodic memory of
+    finished tasks: A-GEM's, and ER's with ``fill="task_end"``)."""
+    device = learner.device
+    buffer.add(task.train_x.to(device), task.train_y.to(device), task.task_ids.to(device),
+               generator=learner.generator)
+
+
+FILLS = ("task_end", "stream")
+
+
+def check_fill(fill) -> str:
+    if fill not in FILLS:
+        raise ConfigurationError(
+            f"unknown fill '{fill}'; choose task_end (each task's samples after the task) or "
+            "stream (each sample on its first visit), e.g. --set fill=stream.")
+    return fill
+
+
 class MemoryStrategy(Strategy):
     """Base of the strategies that keep a ``ReplayBuffer`` in ``self.buffer``: the buffer is
     their state (saved and restored with it) and their footprint (raw samples)."""

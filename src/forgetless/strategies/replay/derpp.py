@@ -9,7 +9,8 @@ Besides the loss on the current batch, each step adds (eq. 6 of the paper)
 
 The logits matched are the whole output layer, unmasked, as stored. The current batch (the
 samples present when this strategy's ``extend_batch`` runs) is offered to the buffer with its
-logits from this step's forward pass.
+logits from this step's forward pass, each sample once: on its first visit in its task, so the
+logits kept are those of the first visit, as in the paper.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import torch.nn.functional as F
 
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
-from forgetless.strategies.replay.buffer import MemoryStrategy, ReplayBuffer, check_batch_size
+from forgetless.strategies.base import Batch
+from forgetless.strategies.replay.buffer import (
+    MemoryStrategy,
+    ReplayBuffer,
+    check_batch_size,
+    offer_first_visits,
+)
 
 
 @register("derpp")
@@ -58,6 +65,6 @@ class DERPlusPlus(MemoryStrategy):
                 replay_logits = learner.forward(memory.x, memory.task_ids)
                 term = term + self.beta * learner.loss(replay_logits, memory.y, memory.task_ids)
         fresh = self._fresh
-        self.buffer.add(batch.x[:fresh], batch.y[:fresh], batch.task_ids[:fresh],
-                        logits=logits[:fresh], generator=generator)
+        offer_first_visits(self.buffer, learner, Batch(batch.x[:fresh], batch.y[:fresh],
+                                                       batch.task_ids[:fresh]), logits[:fresh])
         return term
