@@ -13,6 +13,13 @@ The Learner's loss is ER's, over the seen classes (or a task's own classes) for 
 ``penalty`` replaces, for the incoming rows, that cross-entropy by the one over the present
 classes, so the total is ER-ACE's loss exactly (its value and its gradient). As in ER, both are
 means over the concatenated batch.
+
+The memory is a reservoir over the stream (``fill="stream"``, as the paper's), not ER's default
+of filling after each task: the asymmetric loss leaves the choice between a new class and the
+old ones to replay alone, so the current task's samples must be in the replayed batches while
+the task trains. Filled after each task, nothing teaches new against old until the next task:
+class-incremental split MNIST, 3 epochs, seed 0, ACC 0.853 with the stream against 0.718
+(``forgetless run --strategy er-ace --scenario class --epochs 3 --seed 0 [--set fill=task_end]``).
 """
 
 from __future__ import annotations
@@ -39,10 +46,11 @@ class ERACE(ExperienceReplay):
     2022); the replayed batch's covers every seen class."""
 
     def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
-                 replay_batch_size: int | None = None):
-        """buffer_size, policy, replay_batch_size: as for ``er``."""
+                 replay_batch_size: int | None = None, fill: str = "stream"):
+        """buffer_size, policy, replay_batch_size, fill: as for ``er``; ``fill`` defaults to
+        the stream here (see above)."""
         super().__init__(buffer_size=buffer_size, policy=policy,
-                         replay_batch_size=replay_batch_size)
+                         replay_batch_size=replay_batch_size, fill=fill)
         self._incoming = 0
 
     def extend_batch(self, batch: Batch) -> Batch:
