@@ -63,3 +63,15 @@ def test_the_progress_lines_name_the_whole_run_and_give_an_eta(tmp_path):
     assert len(lines) == 1
     assert lines[0].startswith("[1/1] ewc ewc.fisher_samples=64 ewc.lam=12.5 class seed 0: ACC ")
     assert lines[0].endswith("; ETA 0 s")
+
+
+def test_the_bar_names_the_runs_training_now_in_full(tmp_path, capsys):
+    from forgetless.experiments.compare import execute, plan
+
+    configs = plan(TINY, strategies=["ewc"], scenarios=["class"], seeds=[0, 1],
+                   settings={"ewc.lam": 12.5}, references=False)
+    with RunStore(tmp_path / "runs.db") as store:
+        execute(configs, store, jobs=1, progress=True)
+    err = capsys.readouterr().err
+    for seed in (0, 1):  # each run is named while it trains, not only once it has finished
+        assert f"now ewc ewc.lam=12.5 class seed {seed}" in err

@@ -305,6 +305,11 @@ def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: i
                    bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}")
         bar.set_postfix_str(eta.text(), refresh=False)
 
+    def running(configs: list[RunConfig]) -> None:
+        """The runs training now, named in full on the bar (several with a pool)."""
+        if bar is not None and configs:
+            bar.set_postfix_str(f"{eta.text()}; now {', '.join(map(describe, configs))}")
+
     def finished(config: RunConfig, rid: str, status: str, payload) -> None:
         note = record_outcome(store, outcome, config, rid, status, payload)
         eta.finished(rid)
@@ -325,11 +330,12 @@ def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: i
             _warm_up()
             try:
                 for config, rid in todo:
+                    running([config])
                     finished(config, rid, *run_config(config.to_dict()))
             finally:
                 torch.set_num_threads(previous)
         else:
-            _run_pool(todo, jobs, threads, finished)
+            _run_pool(todo, jobs, threads, finished, running)
     finally:
         if bar is not None:
             bar.close()
@@ -337,7 +343,7 @@ def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: i
     return outcome
 
 
-def _run_pool(todo, jobs: int, threads: int, finished) -> None:
+def _run_pool(todo, jobs: int, threads: int, finished, running) -> None:
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
                                initializer=_worker_init, initargs=(threads, os.getpid()))
@@ -346,6 +352,7 @@ def _run_pool(todo, jobs: int, threads: int, finished) -> None:
         for config, rid in todo:
             pending[pool.submit(run_config, config.to_dict())] = (config, rid)
         while pending:
+            running([pending[f][0] for f in pending if f.running()][:jobs])
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 config, rid = pending.pop(future)
