@@ -3,7 +3,9 @@ strategy to switch its key ingredient off (a mutant), runs the tests meant to ca
 restores the file. Every mutant must make its tests fail.
 
 Run from the repository root: ``python tests/check_mutants.py`` (about a minute; not collected
-by pytest, since it edits the sources while it runs).
+by pytest, since it edits the sources while it runs). ``python tests/check_mutants.py derpp
+gdumb`` checks only the mutants whose label contains one of the words. Run nothing else on the
+tree meanwhile: a commit made while a mutant is in place would record it.
 """
 
 import pathlib
@@ -41,8 +43,8 @@ MUTANTS = [  # (what is switched off, file, line(s), replacement, tests that mus
      '        return batch',
      'tests/test_mutations.py::test_er_trains_on_old_samples_in_every_step'),
     ('derpp zero stored logits', S + 'replay/derpp.py',
-     'logits=logits[:fresh], generator',
-     'logits=0 * logits[:fresh], generator',
+     '                                                       batch.task_ids[:fresh]), logits[:fresh])',
+     '                                                       batch.task_ids[:fresh]), 0 * logits[:fresh])',
      'tests/test_mutations.py -k derpp'),
     ('derpp one draw', S + 'replay/derpp.py',
      '                memory = self.buffer.sample(n, generator)\n                replay_logits',
@@ -113,9 +115,11 @@ MUTANTS = [  # (what is switched off, file, line(s), replacement, tests that mus
 ]
 
 
-def main() -> int:
+def main(words: list[str]) -> int:
     survivors = []
     for label, path, old, new, test in MUTANTS:
+        if words and not any(w in label for w in words):
+            continue
         source = pathlib.Path(path)
         text = source.read_text()
         if text.count(old) != 1:
@@ -141,4 +145,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
