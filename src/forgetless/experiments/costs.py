@@ -24,20 +24,20 @@ from forgetless.results.store import RunStore, protocol_key
 #: Train time over naive's on the embedded split MNIST, `--quick` (the "time x naive" column of
 #: benchmarks/compare.md, `forgetless compare --csv compare.csv`, mean over scenarios, rounded).
 COST_PRIOR = {
-    "naive": 1.0, "joint": 0.9, "cumulative": 2.7,
-    "ewc": 1.6, "online-ewc": 1.6, "si": 1.4, "mas": 1.4, "lwf": 1.2,
-    "er": 1.4, "agem": 2.1, "derpp": 2.1, "icarl": 2.1, "generative-replay": 21.8,
-    "pnn": 3.8, "packnet": 1.9, "hat": 2.9,
+    "naive": 1.0, "joint": 0.9, "cumulative": 3.0,
+    "ewc": 1.8, "online-ewc": 1.7, "si": 1.6, "mas": 1.5, "lwf": 1.4, "l2": 1.2,
+    "er": 1.6, "er-ace": 1.8, "agem": 2.5, "gem": 4.2, "derpp": 2.7, "icarl": 2.5,
+    "gdumb": 0.7, "generative-replay": 27.4, "pnn": 4.3, "packnet": 1.9, "hat": 1.5,
 }
 #: A strategy neither the store nor the prior knows.
 UNKNOWN_COST = 2.0
 #: Train seconds of one naive run of the default protocol (3 epochs per task, split MNIST), and
 #: the seconds each run spends outside training (data, evaluation, set-up): in
-#: benchmarks/compare.md's table naive trains in 0.57 s, and the 120 runs took 130 s on 2
-#: workers (260 worker-seconds) of which 220 s were train time: 40 s / 120 runs = 0.33 s.
-NAIVE_TRAIN_SECONDS_PRIOR = 0.57
+#: benchmarks/compare.md's table naive trains in 0.46 s, and the 156 runs took 145 s on 2
+#: workers (290 worker-seconds) of which 240 s were train time: 50 s / 156 runs = 0.32 s.
+NAIVE_TRAIN_SECONDS_PRIOR = 0.46
 PRIOR_EPOCHS = 3
-RUN_OVERHEAD_S = 0.33
+RUN_OVERHEAD_S = 0.32
 
 
 def _parts(spec: str) -> list[str]:
