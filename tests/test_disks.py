@@ -98,7 +98,8 @@ WRITERS = {  # name -> (the command, the option under test, the file or folder i
 PROBLEMS = {  # name -> what the error says
     "a file in place of a folder": "is a file, not a folder; move it away or give another path",
     "read-only": "the filesystem is read-only; give a path on a writable disk",
-    "read-only, missing parent": "the filesystem is read-only; give a path on a writable disk",
+    "read-only, missing parent": "does not exist; create it first (mkdir -p",
+    "a missing folder": "does not exist; create it first (mkdir -p",
     "full": "the disk is full; free some space or give a path on another disk",
 }
 
@@ -111,6 +112,9 @@ def test_an_unwritable_path_is_refused_in_one_line_before_training(
     if problem == "a file in place of a folder":
         (tmp_path / "blocker").write_text("keep me")
         target, disk = tmp_path / "blocker" / name, None
+    elif problem == "a missing folder":  # on a writable disk: a typo, refused, not created
+        (tmp_path / "blocker").write_text("keep me")
+        target, disk = tmp_path / "mistyped" / name, None
     else:
         disk = request.getfixturevalue("disk")
         (disk.path / "earlier.json").write_text("an earlier result")
@@ -137,7 +141,7 @@ def test_an_unwritable_path_is_refused_in_one_line_before_training(
     assert PROBLEMS[problem] in err and err.count("\n") == 1 and "Traceback" not in err
     assert (disk.files() if disk else (tmp_path / "blocker").read_text()) == before
     assert stored(store_with_runs) == runs_before
-    assert not (tmp_path / "ok.html").exists()
+    assert not (tmp_path / "ok.html").exists() and not (tmp_path / "mistyped").exists()
 
 
 # ---------------------------------------------------------------------- the results store
@@ -256,10 +260,12 @@ def test_check_writable_probes_without_leaving_anything(code, reason, tmp_path, 
     def failing_fsync(fd):
         raise OSError(code, os.strerror(code))
 
-    check_writable(tmp_path / "a" / "b.json", "--output")  # a missing parent is created later
+    check_writable(tmp_path / "b.json", "--output")
+    check_writable(tmp_path / "new", "--checkpoint-dir", folder=True)  # a new folder is fine
+    assert list(tmp_path.iterdir()) == []
     monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(StorageError, match=f"cannot write --output '.*b.json': {reason}"):
-        check_writable(tmp_path / "a" / "b.json", "--output")
+        check_writable(tmp_path / "b.json", "--output")
     with pytest.raises(StorageError, match="it is a folder; give a file name"):
         check_writable(tmp_path, "--output")
     (tmp_path / "file").write_text("")

@@ -66,6 +66,14 @@ def test_stream_from_tasks_refuses_string_labels_and_accepts_whole_floats():
     assert stream[0].train_y.dtype == torch.long and stream[0].classes == (0, 1)
 
 
+def test_stream_from_tasks_takes_arrays_and_refuses_a_list_of_samples_with_the_fix():
+    stream = Stream.from_tasks([(X.numpy(), [0, 1, 0, 1], X, [0, 1, 0, 1])], "domain")
+    assert torch.equal(stream[0].train_x, X)
+    with pytest.raises(DataError, match=r"task 0 train inputs must be a torch.Tensor or a NumPy "
+                                        r"array, got list.*torch.stack\(samples\)"):
+        Stream.from_tasks([(list(X), [0, 1, 0, 1], X, [0, 1, 0, 1])], "domain")
+
+
 def test_whole_float_labels_are_accepted_alike_by_both_paths():
     labels = [0.0, 3.0, 1.0, 3.0]
     from_tensors = Source.from_tensors(X, torch.tensor(labels), X, torch.tensor(labels))

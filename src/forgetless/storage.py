@@ -2,7 +2,8 @@
 
 - ``check_writable``: run by every command that writes, before it trains anything, so a run
   does not train for minutes and then die on an unwritable ``--output``. It creates nothing:
-  it writes and removes a small probe file in the nearest folder that exists.
+  it writes and removes a small probe file in the target's folder, which must exist (a
+  mistyped folder is refused, not created; ``--checkpoint-dir`` itself may be new).
 - ``write_atomic``: the one way files are written (run records, reports, tables,
   checkpoints). The bytes go to a temporary file beside the target, which is flushed, fsync'ed
   and renamed over the target (``os.replace`` is atomic), and the folder is fsync'ed so the
@@ -60,12 +61,6 @@ def storage_error(error: OSError, path: str | Path, what: str = "file") -> Stora
     return StorageError(f"cannot write {what} '{path}': {reason}.")
 
 
-def _nearest_existing(folder: Path) -> Path:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
-
-
 def check_writable(path: str | Path | None, what: str = "file", *, folder: bool = False,
                    in_place: bool = False) -> None:
     """Refuse, before any work, a ``path`` that cannot be written; None is nothing to check.
@@ -93,9 +88,13 @@ def _check_writable(path: Path, what: str, folder: bool, in_place: bool) -> None
     if blocker is not None:
         raise StorageError(f"cannot write {what} '{path}': '{blocker}' is a file, not a "
                            "folder; move it away or give another path.")
+    parent = path.parent  # a folder (--checkpoint-dir) may be new, but not its parent
+    if not parent.exists():  # a mistyped folder must be noticed, not created
+        raise StorageError(f"cannot write {what} '{path}': the folder '{parent}' does not exist; "
+                           f"create it first (mkdir -p {parent}) or give another path.")
     if in_place and path.exists():
         os.close(os.open(path, os.O_WRONLY))  # opened for writing, not truncated or changed
-    probe = _nearest_existing(path if folder else path.parent) / \
+    probe = (path if folder and path.exists() else parent) / \
         f".forgetless-probe-{os.getpid()}.tmp"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

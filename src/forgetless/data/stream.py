@@ -14,7 +14,7 @@ from enum import Enum
 
 import torch
 
-from forgetless.data.validation import check_inputs, check_labels, label_tensor
+from forgetless.data.validation import check_inputs, check_labels, input_tensor, label_tensor
 from forgetless.errors import ConfigurationError, DataError, unknown_name
 
 
@@ -156,6 +156,8 @@ class Stream:
                     f"task {position} must be a Task or a (train_x, train_y, test_x, test_y) "
                     "tuple of tensors."
                 ) from None
+            train_x = input_tensor(train_x, f"task {position} train inputs")
+            test_x = input_tensor(test_x, f"task {position} test inputs")
             train_y = label_tensor(train_y, f"task {position} train labels")
             test_y = label_tensor(test_y, f"task {position} test labels")
             classes = tuple(sorted(set(train_y.tolist())))

@@ -31,6 +31,19 @@ def check_inputs(x: torch.Tensor, what: str) -> None:
         )
 
 
+def input_tensor(x, what: str) -> torch.Tensor:
+    """A user's inputs as a tensor: a tensor as given, a NumPy array converted; anything else
+    (a list of per-sample tensors, say) refused with the fix."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    hint = (" (a list of per-sample tensors: torch.stack(samples))"
+            if isinstance(x, (list, tuple)) else "")
+    raise DataError(f"{what} must be a torch.Tensor or a NumPy array, got "
+                    f"{type(x).__name__}; convert it first{hint}.")
+
+
 def check_labels(y: torch.Tensor, num_samples: int, num_classes: int | None, what: str) -> None:
     """Labels must be integers in [0, num_classes), one per sample."""
     if not isinstance(y, torch.Tensor):
