@@ -310,3 +310,36 @@ def test_first_visit_marks_each_training_sample_once_per_task(digits_streams, ma
     learner.learn(stream.tasks[1])  # a new task: its samples are new
     assert len(torch.cat([s for s, _ in seen])) == n + len(stream.tasks[1].train_x)
     assert learner.first_visit is None  # outside the loop
+
+
+@pytest.mark.parametrize("scheme", ["xavier", "kaiming"])
+def test_mlp_initialisation_sets_the_scale_of_every_layer(scheme):
+    """``--init`` changes the trunk's scale (what moves task-incremental naive, issue 12); the
+    default stays PyTorch's own, so runs without the option are the runs they always were."""
+    from forgetless.models import build_model
+
+    default = build_model("mlp", (1, 28, 28), 10, seed=0)
+    chosen = build_model("mlp", (1, 28, 28), 10, seed=0, init=scheme)
+    again = build_model("mlp", (1, 28, 28), 10, seed=0, init=scheme)
+    for layer, reference in zip(
+            [m for m in chosen.modules() if isinstance(m, torch.nn.Linear)],
+            [m for m in default.modules() if isinstance(m, torch.nn.Linear)], strict=True):
+        fan_out, fan_in = layer.weight.shape
+        expected = ((2 / (fan_in + fan_out)) ** 0.5 if scheme == "xavier"
+                    else (2 / fan_in) ** 0.5)
+        assert layer.weight.std().item() == pytest.approx(expected, rel=0.1)
+        assert reference.weight.std().item() == pytest.approx((3 * fan_in) ** -0.5, rel=0.1)
+        assert torch.count_nonzero(layer.bias) == 0 and torch.count_nonzero(reference.bias) > 0
+    assert all(torch.equal(a, b) for a, b in zip(chosen.parameters(), again.parameters(),
+                                                 strict=True))
+
+
+def test_mlp_initialisation_is_named_in_the_config_only_when_given():
+    from forgetless.commands.options import config_from_options
+    from forgetless.errors import ConfigurationError
+    from forgetless.models import build_model
+
+    assert "init" not in config_from_options().model_options  # run ids unchanged
+    assert config_from_options(init="xavier").model_options["init"] == "xavier"
+    with pytest.raises(ConfigurationError, match="choose one of pytorch, xavier, kaiming"):
+        build_model("mlp", (1, 28, 28), 10, init="he")

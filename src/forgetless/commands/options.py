@@ -19,6 +19,8 @@ def experiment_options(function):
         click.option("--data-dir", type=click.Path(), help="Folder of the idx/cifar files."),
         click.option("--model", help="mlp or convnet (default mlp)."),
         click.option("--hidden", help="MLP hidden sizes, e.g. 400,400."),
+        click.option("--init", "init", help="MLP initialisation: pytorch (default), xavier or "
+                                            "kaiming."),
         click.option("--epochs", type=int, help="Epochs per task (default 5)."),
         click.option("--iterations", type=int, help="Steps per task (instead of epochs)."),
         click.option("--batch-size", type=int, help="Mini-batch size (default 128)."),
@@ -39,7 +41,8 @@ def experiment_options(function):
 
 
 def config_from_options(base: RunConfig | None = None, *, strategy=None, settings=(),
-                        config_file=None, hidden=None, keep_optimizer=None, **values) -> RunConfig:
+                        config_file=None, hidden=None, init=None, keep_optimizer=None,
+                        **values) -> RunConfig:
     """Defaults < config file < command line."""
     config = base or RunConfig()
     if config_file:
@@ -47,6 +50,8 @@ def config_from_options(base: RunConfig | None = None, *, strategy=None, setting
     model_options = dict(config.model_options)
     if hidden:
         model_options["hidden"] = [int(h) for h in str(hidden).split(",") if h.strip()]
+    if init:  # only when given, so runs without it keep their ids
+        model_options["init"] = init
     strategy_params = dict(config.strategy_params)
     strategy_params.update(parse_settings(settings))
     return config.updated(

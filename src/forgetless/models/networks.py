@@ -14,14 +14,38 @@ from forgetless.registry import Registry
 
 MODELS: Registry = Registry("model")
 
+#: Initialisations of the MLP's Linear layers. "pytorch" is nn.Linear's own (uniform with
+#: bound 1/sqrt(fan_in), the default); "xavier" is Glorot & Bengio's uniform with zero biases
+#: (Mammoth's MNIST MLP); "kaiming" is He et al.'s normal for ReLU with zero biases. The scale
+#: matters for forgetting: on split MNIST, task-incremental naive fine-tuning keeps more of old
+#: tasks from a larger initial scale (benchmarks/issue12.md, "The task-incremental baseline").
+INITIALISATIONS = ("pytorch", "xavier", "kaiming")
+
+
+def initialise_linear(layer: nn.Linear, scheme: str) -> None:
+    """Re-initialise ``layer`` in place with one of ``INITIALISATIONS``."""
+    if scheme == "xavier":
+        nn.init.xavier_uniform_(layer.weight)
+    elif scheme == "kaiming":
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    else:
+        return  # "pytorch": nn.Linear initialised itself
+    nn.init.zeros_(layer.bias)
+
 
 @MODELS.register("mlp")
 class MLP(nn.Module):
-    """Fully connected ReLU network on flattened inputs."""
+    """Fully connected ReLU network on flattened inputs; ``init`` names the initialisation of
+    every Linear layer (``INITIALISATIONS``; default PyTorch's own)."""
 
     def __init__(self, input_shape: tuple[int, ...], num_outputs: int,
-                 hidden: tuple[int, ...] | list[int] = (400, 400)) -> None:
+                 hidden: tuple[int, ...] | list[int] = (400, 400), init: str = "pytorch") -> None:
         super().__init__()
+        if init not in INITIALISATIONS:
+            raise ConfigurationError(
+                f"unknown MLP initialisation {init!r}; choose one of "
+                f"{', '.join(INITIALISATIONS)} (e.g. --init xavier).")
+        self.init = init
         self.input_shape = tuple(input_shape)
         self.num_outputs = num_outputs
         self.hidden = tuple(int(h) for h in hidden)
@@ -33,6 +57,9 @@ class MLP(nn.Module):
         self.body = nn.Sequential(*layers)
         self.feature_size = width
         self.head = nn.Linear(width, num_outputs)
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                initialise_linear(layer, init)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

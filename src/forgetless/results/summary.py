@@ -115,6 +115,8 @@ def describe_protocol(config: dict) -> str:
     """``split mnist, 5 tasks, mlp 400-400, 2 epochs/task, batch 128, adam lr 0.001``."""
     hidden = config.get("model_options", {}).get("hidden")
     model = config.get("model", "?") + (" " + "-".join(str(h) for h in hidden) if hidden else "")
+    init = config.get("model_options", {}).get("init")
+    model += f" ({init} init)" if init else ""
     budget = (f"{config['iterations']} steps/task" if config.get("iterations")
               else f"{config.get('epochs')} epochs/task")
     parts = [f"{config.get('benchmark')} {config.get('source')}", f"{config.get('tasks')} tasks",
