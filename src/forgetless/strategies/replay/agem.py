@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import torch
 
-from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
 from forgetless.strategies.replay.buffer import (
     MemoryStrategy,
@@ -42,6 +41,7 @@ from forgetless.strategies.replay.buffer import (
     check_batch_size,
     offer_task,
 )
+from forgetless.strategies.replay.common import check_strength, memory_gradient
 
 
 def project(gradient: torch.Tensor, reference: torch.Tensor,
@@ -53,14 +53,6 @@ def project(gradient: torch.Tensor, reference: torch.Tensor,
     if dot >= 0:
         return gradient
     return gradient - (dot / (reference @ reference).clamp_min(1e-20) - strength) * reference
-
-
-def check_strength(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigurationError(
-            f"memory_strength must be a number >= 0 (0 is the paper's A-GEM projection; e.g. "
-            f"--set memory_strength=0.5), got {value!r}.")
-    return float(value)
 
 
 @register("agem")
@@ -89,7 +81,7 @@ class AGEM(MemoryStrategy):
         self.memory_batch_size = memory_batch_size
         self.buffer = ReplayBuffer(buffer_size, policy)
         self.project_update = project_update
-        self.memory_strength = check_strength(memory_strength)
+        self.memory_strength = check_strength(memory_strength, "the paper's A-GEM projection")
         self.projections = 0  # steps whose gradient was moved (diagnostic)
         self._reference = self._params = self._before = None
 
@@ -99,11 +91,7 @@ class AGEM(MemoryStrategy):
         learner = self.learner
         params = [p for p in learner.trainable_parameters() if p.grad is not None]
         memory = self.buffer.sample(self.memory_batch_size or len(self.buffer), learner.generator)
-        logits = learner.forward(memory.x, memory.task_ids)
-        loss = learner.loss(logits, memory.y, memory.task_ids)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        reference = torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
-                               for p, g in zip(params, grads, strict=True)])
+        reference = memory_gradient(learner, params, memory.x, memory.y, memory.task_ids)
         gradient = torch.cat([p.grad.reshape(-1) for p in params])
         projected = project(gradient, reference, self.memory_strength)
         if projected is not gradient:

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import torch
 
-from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
 from forgetless.strategies.base import Footprint, Strategy
-from forgetless.strategies.replay.buffer import ReplayBuffer, check_buffer_size
+from forgetless.strategies.replay.buffer import ReplayBuffer, check_buffer_size, offer_task
+from forgetless.strategies.replay.common import check_strength, memory_gradient
 
 
 def dual_nonnegative_qp(gram: torch.Tensor, linear: torch.Tensor,
@@ -88,12 +88,7 @@ class GEM(Strategy):
         memory_strength: the dual variables' lower bound on a conflict (the paper's gamma, 0.5
         in the authors' MNIST runs; 0 is the plain projection)."""
         self.memory_per_task = check_buffer_size(memory_per_task)
-        if isinstance(memory_strength, bool) or not isinstance(memory_strength, (int, float)) \
-                or not memory_strength >= 0:
-            raise ConfigurationError(
-                f"memory_strength must be a number >= 0 (0 is the plain projection; e.g. --set "
-                f"memory_strength=0.5), got {memory_strength!r}.")
-        self.memory_strength = float(memory_strength)
+        self.memory_strength = check_strength(memory_strength, "the plain projection")
         self.memories: list[ReplayBuffer] = []
         self.projections = 0  # steps whose gradient was moved (diagnostic)
 
@@ -102,14 +97,8 @@ class GEM(Strategy):
             return
         learner = self.learner
         params = [p for p in learner.trainable_parameters() if p.grad is not None]
-        rows = []
-        for memory in self.memories:
-            held = memory.tensors()
-            logits = learner.forward(held["x"], held["task_ids"])
-            loss = learner.loss(logits, held["y"], held["task_ids"])
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-            rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
-                                   for p, g in zip(params, grads, strict=True)]))
+        rows = [memory_gradient(learner, params, held["x"], held["y"], held["task_ids"])
+                for held in (memory.tensors() for memory in self.memories)]
         gradient = torch.cat([p.grad.reshape(-1) for p in params])
         projected = project_to_memories(gradient, torch.stack(rows), self.memory_strength)
         if projected is not gradient:
@@ -118,9 +107,7 @@ class GEM(Strategy):
 
     def after_task(self, task) -> None:
         memory = ReplayBuffer(self.memory_per_task)  # reservoir over the task: a uniform subset
-        device = self.learner.device
-        memory.add(task.train_x.to(device), task.train_y.to(device), task.task_ids.to(device),
-                   generator=self.learner.generator)
+        offer_task(memory, self.learner, task)
         self.memories.append(memory)
 
     def state_dict(self) -> dict:
