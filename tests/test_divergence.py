@@ -23,8 +23,9 @@ CASES = [(name, scenario) for name in STRATEGIES.names()
 @pytest.mark.parametrize("name, scenario", CASES)
 def test_tuned_defaults_of_every_strategy_raise_no_false_alarm(digits_streams, name, scenario):
     """Three tasks of 30 steps with the hyper-parameters tuned for split. EWC's lambda of 1e6
-    (domain-incremental) makes the total loss grow 12x over the third task here: a guard on the
-    total loss at 10x would raise a false alarm, the cross-entropy guard does not."""
+    (domain-incremental) makes the total loss grow over the third task: a guard on the total
+    loss at 10x raises a false alarm on ewc and online-ewc here (checked by hand), the
+    cross-entropy guard does not (benchmarks/divergence_margins.py measures the margins)."""
     full = digits_streams[scenario]
     stream = Stream(full.tasks[:3], scenario, full.num_outputs)
     torch.manual_seed(0)

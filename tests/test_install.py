@@ -101,7 +101,8 @@ def test_the_installed_command_runs_a_task_from_the_wheel(installed, tmp_path):
     run(command, "run", "--tasks", "1", "--epochs", "1", "--source", "digits", "--strategy",
         "ewc", "--scenario", "domain", "--quiet", "-o", record, cwd=tmp_path, env=env)
     saved = json.loads(record.read_text())
-    assert len(saved["accuracy_matrix"]) == 1 and saved["accuracy_matrix"][0][0] > 0.3
+    # One task of all ten digits: chance is 0.1; one epoch reaches 0.77 from the editable tree.
+    assert len(saved["accuracy_matrix"]) == 1 and saved["accuracy_matrix"][0][0] > 0.6
     # The tuned lam for split/domain (not EWC's constructor default) came from the TOML that
     # the installed package read.
     tuned = tomllib.loads((PACKAGE / "strategies" / "tuned" / "ewc.toml").read_text())
