@@ -158,6 +158,19 @@ def test_a_one_sample_tail_joins_the_previous_batch_under_batchnorm():
     assert sizes == [16, 17, 16, 17]  # two epochs of two batches, no batch of one
 
 
+def test_batches_of_one_sample_stay_one_sample_without_batchnorm():
+    x = torch.rand(5, 4)
+    y = torch.arange(5) % 2
+    stream = Stream.from_tasks([(x, y, x, y)], "domain")
+    model = nn.Linear(4, 2)
+    sizes = []
+    model.register_forward_pre_hook(
+        lambda module, args: sizes.append(args[0].shape[0]) if module.training else None)
+    fit = Learner(model, epochs=2, batch_size=1, progress=False).fit(stream)
+    assert fit.steps == [10] and batches_per_epoch(5, 1) == 5
+    assert sizes == [1] * 10  # the batch size asked for: no tail is merged
+
+
 def test_batchnorm_with_batches_of_one_sample_is_explained():
     x, y = torch.rand(6, 4), torch.tensor([0, 1] * 3)
     stream = Stream.from_tasks([(x, y, x, y)], "domain")

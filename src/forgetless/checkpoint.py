@@ -317,9 +317,10 @@ def _built(what: str, where: str, build):
     """``build()``, with a refusal of the checkpoint's settings as a CheckpointError."""
     try:
         return build()
-    except ForgetlessError as error:
+    except (ForgetlessError, TypeError, ValueError, RuntimeError) as error:
+        # a constructor's own refusal of a damaged option (hidden=[-1]) is the file's fault too
         raise CheckpointError(f"'{where}' asks for a {what} this forgetless refuses: "
-                              f"{error}") from None
+                              f"{str(error).splitlines()[0] if str(error) else error!r}") from None
 
 
 def _rebuild_model(meta: dict, state: dict, where: str):

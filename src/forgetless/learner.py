@@ -275,7 +275,7 @@ class Learner:
                 order, position = torch.randperm(n, generator=self.generator), 0
                 order = order.to(self.device)
             end = position + self.batch_size
-            if n - end == 1:  # a one-sample tail joins this batch
+            if self.batch_size > 1 and n - end == 1:  # a one-sample tail joins this batch
                 end = n
             index = order[position:end]
             position = end
@@ -314,7 +314,7 @@ class Learner:
                 loss = loss + term
         # One sync for both values: the guard watches the cross-entropy apart from penalties.
         value, data_value = [loss.item()] * 2 if loss is data_loss else torch.stack(
-            [loss.detach().to(data_loss.dtype), data_loss.detach()]).tolist()
+            [loss.detach().reshape(()).to(data_loss.dtype), data_loss.detach()]).tolist()
         step, guard = self.step_in_task, self.divergence
         guard.check_loss(step, value, data_value)
         self.optimizer.zero_grad(set_to_none=True)
@@ -402,6 +402,8 @@ class Learner:
             "output_mask": None if self.output_mask is None else self.output_mask.state_dict(),
             "tasks_learned": list(self.tasks_learned),
             "fit_history": None if self.fit_history is None else asdict(self.fit_history),
+            # the divergence guard's reference weight norm, fixed for the learner's life
+            "divergence_norm": self.divergence.first_norm,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -415,6 +417,7 @@ class Learner:
                 raise ConfigurationError("bind the learner to its stream before loading state.")
             self.output_mask.load_state_dict(state["output_mask"])
         self.tasks_learned = list(state["tasks_learned"])
+        self.divergence.first_norm = state.get("divergence_norm")  # older files: measured anew
         history = state.get("fit_history")
         self._loaded_fit = None if history is None else FitResult(
             **{k: [list(r) for r in v] if k == "accuracy_matrix" else list(v)

@@ -46,6 +46,8 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
 
     from forgetless.commands.compare import default_jobs, report_failures
     from forgetless.config import RunConfig
+    from forgetless.data.benchmarks import BENCHMARKS
+    from forgetless.data.sources import SOURCES
     from forgetless.errors import ConfigurationError
     from forgetless.experiments.advise import (
         REFERENCE,
@@ -56,12 +58,17 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
         parse_multiple,
     )
     from forgetless.experiments.advise import advise as rank
-    from forgetless.experiments.compare import PRESETS, execute, plan
+    from forgetless.experiments.compare import PRESETS, check_workers, execute, plan
     from forgetless.experiments.costs import CostModel, estimate
     from forgetless.results.store import RunStore
     from forgetless.storage import check_writable
     from forgetless.strategies import STRATEGIES
 
+    # Names as registered (any case; a typo gets "did you mean"), as stored runs spell them.
+    benchmark = None if benchmark is None else BENCHMARKS.canonical(benchmark)
+    source = None if source is None else SOURCES.canonical(source)
+    if jobs is not None:
+        check_workers(jobs)
     if not no_run:  # it may train and store runs
         check_writable(store, "--store", in_place=True)
     constraints = Constraints(

@@ -67,7 +67,7 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
 
     from forgetless.config import RunConfig, load_config_file, parse_settings
     from forgetless.errors import ConfigurationError
-    from forgetless.experiments.compare import PRESETS, plan
+    from forgetless.experiments.compare import PRESETS, check_workers, plan
     from forgetless.experiments.compare import compare as run_comparison
     from forgetless.report import write_report
     from forgetless.results.lesson import lesson, worst_first
@@ -89,6 +89,7 @@ def compare(strategies, exclude, settings, quick, seed_count, jobs, threads, sto
                    settings=parse_settings(settings), references=not no_references,
                    exclude=_split(exclude) or ())
     jobs = default_jobs() if jobs is None else jobs
+    check_workers(jobs, threads)  # before the plan is printed or the store is created
     if dry_run:
         click.echo(describe_plan(configs, store, jobs, rerun))
         return

@@ -276,6 +276,15 @@ def record_outcome(store: RunStore, outcome: Outcome, config: RunConfig, rid: st
     return f"ACC {100 * result.metrics['acc']:.1f}%"
 
 
+def check_workers(jobs, threads=1) -> None:
+    """Refuse worker and thread counts that are not positive whole numbers (checked before a
+    command writes anything, and again by ``execute`` for API callers)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigurationError(f"--jobs must be a positive whole number, got {jobs!r}.")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigurationError(f"--threads must be a positive whole number, got {threads!r}.")
+
+
 def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: int = 1,
             rerun: bool = False, progress: bool | None = None,
             echo: Callable[[str], None] | None = None) -> Outcome:
@@ -284,10 +293,7 @@ def execute(configs: list[RunConfig], store: RunStore, jobs: int = 2, threads: i
     ``jobs`` 1 trains in this process; more uses a pool of spawned worker processes.
     ``progress``: one bar for the whole comparison (default: when stderr is a terminal);
     otherwise ``echo`` (if given) gets one line per finished run."""
-    if not isinstance(jobs, int) or jobs < 1:
-        raise ConfigurationError(f"--jobs must be a positive whole number, got {jobs!r}.")
-    if not isinstance(threads, int) or threads < 1:
-        raise ConfigurationError(f"--threads must be a positive whole number, got {threads!r}.")
+    check_workers(jobs, threads)
     start = time.perf_counter()
     outcome, todo = pending(configs, store, rerun)
     if not todo:

@@ -58,6 +58,10 @@ class RunResult:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigurationError(f"no run record at '{path}'.") from None
+        except IsADirectoryError:
+            raise ConfigurationError(
+                f"'{path}' is a folder; give the JSON file `forgetless run --output` wrote, or a "
+                "run id from the store.") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ConfigurationError(
                 f"'{path}' is not a forgetless run record (not JSON); give the file that "
