@@ -319,8 +319,9 @@ def _built(what: str, where: str, build):
         return build()
     except (ForgetlessError, TypeError, ValueError, RuntimeError) as error:
         # a constructor's own refusal of a damaged option (hidden=[-1]) is the file's fault too
+        reason = (str(error) or type(error).__name__).splitlines()[0]
         raise CheckpointError(f"'{where}' asks for a {what} this forgetless refuses: "
-                              f"{str(error).splitlines()[0] if str(error) else error!r}") from None
+                              f"{reason}") from None
 
 
 def _rebuild_model(meta: dict, state: dict, where: str):
