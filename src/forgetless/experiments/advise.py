@@ -26,12 +26,16 @@ from dataclasses import dataclass, field
 
 from forgetless.errors import ConfigurationError
 from forgetless.results.run_result import RunResult
-from forgetless.results.summary import Group, Row, group_runs, human_bytes, is_bound
+from forgetless.results.summary import (
+    MARGIN,
+    REFERENCE,
+    Group,
+    Row,
+    group_runs,
+    human_bytes,
+    is_bound,
+)
 
-#: Doing nothing: the reference every choice is measured against, not a choice itself.
-REFERENCE = "naive"
-#: A strategy must beat naive by at least this much ACC (a fraction) to be recommended.
-MARGIN = 0.05
 #: Forgetting below this (a fraction) is reported as none.
 ZERO_FORGETTING = 0.001
 

@@ -29,14 +29,17 @@ import numpy as np
 
 from forgetless.metrics import learning_accuracy
 from forgetless.results.run_result import RunResult
-from forgetless.results.summary import Group, Row, Stat, group_runs, human_bytes
+from forgetless.results.summary import (
+    MARGIN,
+    REFERENCE,
+    Group,
+    Row,
+    Stat,
+    group_runs,
+    human_bytes,
+    is_bound,
+)
 
-#: Strategies that train on (or keep) every task's data: references, never recommended.
-BOUNDS = frozenset({"joint", "cumulative"})
-#: Doing nothing: what every fix is measured against.
-REFERENCE = "naive"
-#: A fix that beats naive by fewer ACC points than this (a fraction) only "barely" beats it.
-MARGIN = 0.05
 #: float32 weights: the model's size in bytes is its parameter count times this.
 BYTES_PER_PARAMETER = 4
 
@@ -80,11 +83,6 @@ class Lesson:
 
 
 # ---------------------------------------------------------------------- rules
-def is_bound(strategy: str) -> bool:
-    """joint, cumulative, or a composition that contains one."""
-    return any(part.strip() in BOUNDS for part in strategy.split("+"))
-
-
 def within_spread(a: Stat, b: Stat) -> bool | None:
     """Whether two means are within the seeds' spread (their mean ± sd intervals overlap);
     None when either side has a single seed, so no spread is known."""

@@ -37,6 +37,10 @@ SCENARIO_ORDER = ("task", "domain", "class")
 METRICS = ("acc", "forgetting", "bwt", "fwt")
 #: Strategies that keep all data seen (or to come): references to compare with, never a winner.
 BOUNDS = frozenset({"joint", "cumulative"})
+#: Doing nothing: what every fix is measured against (the lesson, the advisor).
+REFERENCE = "naive"
+#: A fix must beat naive by at least this much ACC (a fraction) to count as more than "barely".
+MARGIN = 0.05
 
 
 def is_bound(strategy: str) -> bool:
