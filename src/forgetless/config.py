@@ -101,13 +101,14 @@ def parse_value(text: str):
         return text
 
 
-def parse_settings(items: list[str] | tuple[str, ...]) -> dict:
+def parse_settings(items: list[str] | tuple[str, ...], option: str = "--set") -> dict:
     """``["lam=100", "ewc.gamma=0.9"]`` -> ``{"lam": 100, "ewc.gamma": 0.9}``."""
     settings = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigurationError(f"--set takes KEY=VALUE, got '{item}' (e.g. --set lam=100).")
+            raise ConfigurationError(f"{option} takes KEY=VALUE, got '{item}' (e.g. {option} "
+                                     f"{'lam=100' if option == '--set' else 'tasks=2'}).")
         settings[key.strip()] = parse_value(value.strip())
     return settings
 

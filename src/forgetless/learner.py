@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from forgetless.data.stream import Scenario, Stream, Task
 from forgetless.divergence import DivergenceGuard
 from forgetless.errors import ConfigurationError, DataError, ScenarioError
 from forgetless.models.heads import OutputMask, apply_mask
+from forgetless.objectives import Objective, build_objective
 from forgetless.strategies.base import (
     Batch,
     Strategy,
@@ -44,6 +44,28 @@ class FitResult:
     train_seconds: list[float] = field(default_factory=list)
     eval_seconds: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
+    #: The objective's other scores (a language model's perplexity), as matrices like
+    #: ``accuracy_matrix``; ``untrained_scores`` the same before any training.
+    scores: dict[str, list[list[float]]] = field(default_factory=dict)
+    untrained_scores: dict[str, list[float]] = field(default_factory=dict)
+    #: Scores on the stream's held-out set (``Stream.held_out``: a language model's general
+    #: text), one per row, the untrained model's first: ``{"perplexity": [...]}``.
+    held_out: dict[str, list[float]] = field(default_factory=dict)
+
+
+def check_objective(strategy: Strategy, objective: str) -> None:
+    """Refuse a strategy that cannot serve the stream's objective (a language model), saying
+    why and what serves it."""
+    if objective in strategy.objectives:
+        return
+    from forgetless.strategies import STRATEGIES
+
+    serving = sorted(n for n in STRATEGIES.names()
+                     if objective in STRATEGIES.get(n).objectives)
+    why = f" {strategy.why_not_objective}" if strategy.why_not_objective else ""
+    raise ScenarioError(
+        f"strategy '{strategy.name}' does not serve {objective.replace('_', ' ')} streams.{why} "
+        f"Strategies that do: {', '.join(serving)}.")
 
 
 def check_scenario(strategy: Strategy, scenario: Scenario) -> None:
@@ -77,7 +99,8 @@ class Learner:
                  iterations: int | None = None, batch_size: int = 128, lr: float = 1e-3,
                  optimizer: str = "adam", momentum: float = 0.0, weight_decay: float = 0.0,
                  reset_optimizer: bool = True, seed: int = 0, device: str | torch.device = "cpu",
-                 eval_batch_size: int = 1000, progress: bool | None = None) -> None:
+                 eval_batch_size: int = 1000, progress: bool | None = None,
+                 objective: Objective | str | None = None) -> None:
         if optimizer not in OPTIMIZERS:
             raise ConfigurationError(f"unknown optimizer '{optimizer}'; choose adam or sgd.")
         if iterations is None and (not isinstance(epochs, int) or epochs < 1):
@@ -102,6 +125,9 @@ class Learner:
         self.weight_decay, self.reset_optimizer = weight_decay, reset_optimizer
         self.seed, self.eval_batch_size = seed, eval_batch_size
         self.progress = sys.stderr.isatty() if progress is None else progress
+        # None: the objective the stream names, adopted in ``bind``.
+        self.objective: Objective | None = (build_objective(objective)
+                                            if isinstance(objective, str) else objective)
         self.generator = torch.Generator().manual_seed(seed)
         self.optimizer: torch.optim.Optimizer | None = None
         self._trainable: tuple[int, ...] = ()
@@ -130,6 +156,13 @@ class Learner:
     # ------------------------------------------------------------------ the stream
     def bind(self, stream: Stream) -> None:
         """Adopt a stream's scenario, head and tasks, checking that they fit this learner."""
+        if self.objective is None:
+            self.objective = build_objective(stream.objective)
+        elif self.objective.name != stream.objective:
+            raise ConfigurationError(
+                f"this learner optimises {self.objective.name.replace('_', ' ')}; a "
+                f"{stream.objective.replace('_', ' ')} stream cannot continue it.")
+        check_objective(self.strategy, self.objective.name)
         check_scenario(self.strategy, stream.scenario)
         if self.scenario is not None and self.scenario is not stream.scenario:
             raise ScenarioError(
@@ -171,12 +204,7 @@ class Learner:
             # The model is made to return the tensor itself, so that every caller (the loop,
             # Fisher estimators, distillation teachers, PackNet's functional calls) gets it.
             self._logits_hook = self.model.register_forward_hook(_logits_only)
-        if out.ndim != 2 or out.shape[1] != stream.num_outputs:
-            raise DataError(
-                f"the model gives outputs of shape {tuple(out.shape[1:])} per sample but the "
-                f"stream's labels need {stream.num_outputs} output units; build the model with "
-                f"num_outputs={stream.num_outputs}."
-            )
+        self.objective.check_outputs(out, stream.num_outputs)
 
     # ------------------------------------------------------------------ training
     def fit(self, stream: Stream, after_task=None) -> FitResult:
@@ -189,7 +217,12 @@ class Learner:
         train/eval mode it had (every module's flag), also when training stops on an error."""
         self.bind(stream)
         with modes_restored(self.model):
-            result = self._continued_fit(stream) or FitResult([], self.evaluate(stream.tasks))
+            result = self._continued_fit(stream)
+            if result is None:
+                untrained = self.evaluate_scores(stream.tasks)
+                result = FitResult([], untrained.pop(self.objective.scores[0]),
+                                   scores={k: [] for k in untrained}, untrained_scores=untrained)
+                self._score_held_out(stream, result)
             self.fit_history = result
             for task in stream.tasks[len(result.accuracy_matrix):]:
                 start = time.perf_counter()
@@ -197,7 +230,11 @@ class Learner:
                 result.train_seconds.append(time.perf_counter() - start)
                 result.steps.append(steps)
                 start = time.perf_counter()
-                result.accuracy_matrix.append(self.evaluate(stream.tasks))
+                scores = self.evaluate_scores(stream.tasks)
+                result.accuracy_matrix.append(scores.pop(self.objective.scores[0]))
+                for name, row in scores.items():
+                    result.scores.setdefault(name, []).append(row)
+                self._score_held_out(stream, result)
                 result.eval_seconds.append(time.perf_counter() - start)
                 if after_task is not None:
                     after_task(self)
@@ -224,7 +261,7 @@ class Learner:
                 "the learner knows no stream yet; call fit(stream) or bind(stream) first.")
         known = task.task_id < len(self.stream_tasks) and self.stream_tasks[task.task_id] is task
         if not known:  # a bound stream validated its own tasks when it was built
-            task.validate(self.output_mask.num_outputs)
+            task.validate(self.output_mask.num_outputs, self.objective.name)
         with modes_restored(self.model):
             return self._learn(task)
 
@@ -237,7 +274,7 @@ class Learner:
         self._visited = None  # a new task: every sample is new again
         self.output_mask.mark_seen(torch.cat([data.task_ids, task.task_ids[:1]]))
         self._prepare_optimizer()
-        steps = self.budget(len(data.x))
+        steps = self.budget(len(data.x)) if self.strategy.trains_model else 0
         self.run_steps(data, steps, desc=f"task {task.task_id + 1}/{len(self.stream_tasks)}")
         self.strategy.after_task(task)
         self.tasks_learned.append(task.task_id)
@@ -329,8 +366,9 @@ class Learner:
         return value
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy over the output units the scenario lets these samples train."""
-        return F.cross_entropy(apply_mask(logits, self.output_mask.for_training(task_ids)), y)
+        """The objective's loss of a batch (classification: cross-entropy over the output units
+        the scenario lets these samples train)."""
+        return self.objective.loss(self, logits, y, task_ids)
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor | None) -> torch.Tensor:
         """Logits for ``x``: the strategy's own forward when it has one, else the model's."""
@@ -379,16 +417,19 @@ class Learner:
             return apply_mask(logits, self.output_mask.for_test(task_id)).argmax(1)
 
     def evaluate(self, tasks) -> list[float]:
-        """Test accuracy on each task, in order."""
-        accuracies = []
-        for task in tasks:
-            correct = 0
-            for start in range(0, task.test_x.shape[0], self.eval_batch_size):
-                x = task.test_x[start:start + self.eval_batch_size]
-                y = task.test_y[start:start + self.eval_batch_size].to(self.device)
-                correct += int((self.predict(x, task.task_id) == y).sum())
-            accuracies.append(correct / max(1, task.test_x.shape[0]))
-        return accuracies
+        """The objective's main test score on each task, in order (accuracy; a language
+        model's exact match)."""
+        return self.evaluate_scores(tasks)[self.objective.scores[0]]
+
+    def _score_held_out(self, stream: Stream, result: FitResult) -> None:
+        if stream.held_out is not None:
+            for name, value in self.objective.score(self, stream.held_out).items():
+                result.held_out.setdefault(name, []).append(value)
+
+    def evaluate_scores(self, tasks) -> dict[str, list[float]]:
+        """Every score of the objective on each task: ``{score name: [per task]}``."""
+        per_task = [self.objective.score(self, task) for task in tasks]
+        return {name: [scores[name] for scores in per_task] for name in self.objective.scores}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -404,6 +445,7 @@ class Learner:
             "fit_history": None if self.fit_history is None else asdict(self.fit_history),
             # the divergence guard's reference weight norm, fixed for the learner's life
             "divergence_norm": self.divergence.first_norm,
+            "objective": None if self.objective is None else self.objective.name,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -417,11 +459,11 @@ class Learner:
                 raise ConfigurationError("bind the learner to its stream before loading state.")
             self.output_mask.load_state_dict(state["output_mask"])
         self.tasks_learned = list(state["tasks_learned"])
+        if self.objective is None:  # older files: classification, the only objective then
+            self.objective = build_objective(state.get("objective") or "classification")
         self.divergence.first_norm = state.get("divergence_norm")  # older files: measured anew
         history = state.get("fit_history")
-        self._loaded_fit = None if history is None else FitResult(
-            **{k: [list(r) for r in v] if k == "accuracy_matrix" else list(v)
-               for k, v in history.items()})
+        self._loaded_fit = None if history is None else _fit_result(history)
         self.fit_history = self._loaded_fit
         self.rebuild_optimizer()
         if state["optimizer"] is not None:
@@ -447,6 +489,21 @@ class Learner:
 
         return load_learner(cls, path, stream=stream, model=model, strategy=strategy,
                             device=device, progress=progress)
+
+
+def _fit_result(history: dict) -> FitResult:
+    """A FitResult from its ``asdict`` form (lists copied; older files lack the scores)."""
+    copied = {}
+    for key, value in history.items():
+        if key == "accuracy_matrix":
+            copied[key] = [list(row) for row in value]
+        elif key == "scores":
+            copied[key] = {n: [list(row) for row in rows] for n, rows in value.items()}
+        elif key in ("untrained_scores", "held_out"):
+            copied[key] = {n: list(row) for n, row in value.items()}
+        else:
+            copied[key] = list(value)
+    return FitResult(**copied)
 
 
 def model_logits(output) -> torch.Tensor:

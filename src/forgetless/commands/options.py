@@ -11,13 +11,19 @@ def experiment_options(function):
     """The options that describe a run. Unset options (None) leave the config file's value or
     the default, so precedence is defaults < --config FILE < command line."""
     options = [
-        click.option("--benchmark", help="split, permuted or rotated (default split)."),
+        click.option("--benchmark", help="split, permuted, rotated (default split); knowledge "
+                                         "(new facts for a language model) or topics (text "
+                                         "classes for an encoder)."),
         click.option("--scenario", help="task, domain or class (default class)."),
         click.option("--tasks", type=int, help="Number of tasks (default 5)."),
+        click.option("--benchmark-option", "benchmark_settings", multiple=True,
+                     metavar="KEY=VALUE", help="A benchmark's own option, repeatable (e.g. "
+                     "--benchmark-option facts_per_task=4; `forgetless list` shows them)."),
         click.option("--source", help="mnist (embedded 5k), digits, idx, fashion-mnist, cifar10, "
                                       "cifar100 (default mnist)."),
         click.option("--data-dir", type=click.Path(), help="Folder of the idx/cifar files."),
-        click.option("--model", help="mlp or convnet (default mlp)."),
+        click.option("--model", help="mlp or convnet (default mlp); smollm2, minilm, hf:PATH "
+                                     "(a local Hugging Face folder), tiny-lm, tiny-encoder."),
         click.option("--hidden", help="MLP hidden sizes, e.g. 400,400."),
         click.option("--init", "init", help="MLP initialisation: pytorch (default), xavier or "
                                             "kaiming."),
@@ -40,13 +46,27 @@ def experiment_options(function):
     return function
 
 
+def benchmark_defaults(benchmark: str) -> dict:
+    """The run settings a text benchmark brings (``data.text_benchmarks``: its model, scenario,
+    batch size, learning rate); none for the image benchmarks."""
+    from forgetless.data.benchmarks import BENCHMARKS
+
+    if benchmark not in BENCHMARKS and benchmark.lower() not in BENCHMARKS:
+        return {}  # an unknown name is refused, with a suggestion, where the config is used
+    return dict(getattr(BENCHMARKS.get(benchmark), "defaults", {}))
+
+
 def config_from_options(base: RunConfig | None = None, *, strategy=None, settings=(),
                         config_file=None, hidden=None, init=None, keep_optimizer=None,
-                        **values) -> RunConfig:
-    """Defaults < config file < command line."""
+                        benchmark_settings=(), **values) -> RunConfig:
+    """Defaults < a text benchmark's own defaults < config file < command line."""
     config = base or RunConfig()
-    if config_file:
-        config = config.updated(**load_config_file(config_file))
+    from_file = load_config_file(config_file) if config_file else {}
+    config = config.updated(**benchmark_defaults(values.get("benchmark")
+                                                 or from_file.get("benchmark")
+                                                 or config.benchmark))
+    if from_file:
+        config = config.updated(**from_file)
     model_options = dict(config.model_options)
     if hidden:
         model_options["hidden"] = [int(h) for h in str(hidden).split(",") if h.strip()]
@@ -54,6 +74,9 @@ def config_from_options(base: RunConfig | None = None, *, strategy=None, setting
         model_options["init"] = init
     strategy_params = dict(config.strategy_params)
     strategy_params.update(parse_settings(settings))
+    benchmark_options = {**config.benchmark_options,
+                         **parse_settings(benchmark_settings, "--benchmark-option")}
     return config.updated(
         strategy=strategy, model_options=model_options, strategy_params=strategy_params,
+        benchmark_options=benchmark_options,
         reset_optimizer=None if keep_optimizer is None else not keep_optimizer, **values)

@@ -49,7 +49,8 @@ def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, store, n
     def header(experiment) -> None:  # after validation: a bad option fails before it
         if not quiet:
             ready = experiment.config
-            click.echo(f"{ready.strategy} on {ready.benchmark} {ready.source}, "
+            data = experiment.stream.options.get("source", ready.source)
+            click.echo(f"{ready.strategy} on {ready.benchmark} {data}, "
                        f"{ready.scenario}-incremental, {len(experiment.stream)} tasks, "
                        f"seed {ready.seed}", err=True)
 

@@ -33,21 +33,29 @@ def build_stream(
     seed: int = 0,
     source: str | Source = "mnist",
     source_options: dict | None = None,
+    model: str | None = None,
     **options,
 ) -> Stream:
-    """Build a registered benchmark by name, e.g. ``build_stream("split", "class", tasks=5)``."""
+    """Build a registered benchmark by name, e.g. ``build_stream("split", "class", tasks=5)``.
+    A text benchmark (``data.text_benchmarks``) is built with ``model``'s tokenizer instead of
+    a source."""
     builder = BENCHMARKS.get(benchmark)
     scenario = Scenario.parse(scenario)
     if tasks is not None and (not isinstance(tasks, int) or tasks < 1):
         raise ConfigurationError(f"tasks must be a positive whole number, got {tasks!r}.",
                                  cli=f"--tasks must be a positive whole number, got {tasks!r}.")
-    if not isinstance(source, Source):
+    text = getattr(builder, "needs_model", False)
+    if text:
+        options["model"] = model or builder.defaults["model"]
+        source_name = options["model"]
+    elif not isinstance(source, Source):
         source = load_source(source, **(source_options or {}))
     if tasks is not None:
         options["tasks"] = tasks
     check_values(options, typing.get_type_hints(builder), f"benchmark '{benchmark}' option")
     try:
-        stream = builder(source, scenario, seed=seed, **options)
+        stream = builder(scenario, seed=seed, **options) if text else \
+            builder(source, scenario, seed=seed, **options)
     except TypeError as error:
         if "unexpected keyword" in str(error):
             raise ConfigurationError(
@@ -55,7 +63,8 @@ def build_stream(
                 f"see `forgetless list` for its options."
             ) from None
         raise
-    stream.options = {"benchmark": benchmark, "source": source.name, "seed": seed,
+    stream.options = {"benchmark": benchmark, "source": source_name if text else source.name,
+                      "seed": seed,
                       "tasks": len(stream), **{k: v for k, v in options.items() if k != "tasks"}}
     return stream
 

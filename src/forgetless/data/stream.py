@@ -14,7 +14,14 @@ from enum import Enum
 
 import torch
 
-from forgetless.data.validation import check_inputs, check_labels, input_tensor, label_tensor
+from forgetless.data.validation import (
+    check_inputs,
+    check_labels,
+    check_language_targets,
+    check_token_ids,
+    input_tensor,
+    label_tensor,
+)
 from forgetless.errors import ConfigurationError, DataError, unknown_name
 
 
@@ -57,18 +64,33 @@ class Task:
     #: Human-readable description, e.g. "digits 0,1" or "permutation 3".
     description: str = ""
 
-    def validate(self, num_outputs: int | None = None) -> None:
-        """Raise a DataError naming the fix for any problem in this task's data."""
+    def validate(self, num_outputs: int | None = None,
+                 objective: str = "classification") -> None:
+        """Raise a DataError naming the fix for any problem in this task's data. Inputs are
+        features (floats) or token ids (integers, ``forgetless.data.text``); a language-
+        modelling task has aligned next-token targets instead of labels, and may have no
+        training data (a probe of what the model knew before: the prior skills)."""
         what = f"task {self.task_id}"
+        language = objective == "language_modelling"
         for split in ("train", "test"):
             x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
-            check_inputs(x, f"{what} {split} inputs")
-            check_labels(y, x.shape[0], num_outputs, f"{what} {split} labels")
+            if isinstance(x, torch.Tensor) and not torch.is_floating_point(x) and \
+                    x.dtype != torch.bool:
+                check_token_ids(x, f"{what} {split} inputs", allow_empty=language and
+                                split == "train")
+            else:
+                check_inputs(x, f"{what} {split} inputs")
+            if language:
+                check_language_targets(y, x, f"{what} {split} targets")
+            else:
+                check_labels(y, x.shape[0], num_outputs, f"{what} {split} labels")
         if self.train_x.shape[1:] != self.test_x.shape[1:]:
             raise DataError(
                 f"{what}: train inputs have per-sample shape {tuple(self.train_x.shape[1:])} but "
                 f"test inputs {tuple(self.test_x.shape[1:])}; give both the same shape."
             )
+        if language:
+            return
         trained = set(torch.unique(self.train_y).tolist())
         outside = trained - set(self.classes)
         if outside:
@@ -107,6 +129,12 @@ class Stream:
     name: str = "stream"
     #: Options the stream was built with (benchmark, source, seed...), for the run's config.
     options: dict = field(default_factory=dict)
+    #: What is learnt: ``classification`` (labels) or ``language_modelling`` (next tokens);
+    #: ``forgetless.objectives``.
+    objective: str = "classification"
+    #: A test-only set scored after every task besides the tasks (a language model's general
+    #: text, for perplexity); not part of the score matrix.
+    held_out: Task | None = None
 
     def __post_init__(self) -> None:
         self.scenario = Scenario.parse(self.scenario)
@@ -124,7 +152,7 @@ class Stream:
                     f"task at position {position} has task_id {task.task_id}; task ids must "
                     "be 0, 1, 2... in stream order."
                 )
-            task.validate(self.num_outputs)
+            task.validate(self.num_outputs, self.objective)
 
     def __len__(self) -> int:
         return len(self.tasks)

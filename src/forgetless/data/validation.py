@@ -114,3 +114,28 @@ def _first_non_number(labels, what: str) -> str:
     return (f"{what}: label {bad!r} (sample {index}) is not a class number; labels must be "
             "integers 0, 1, 2...: give every sample one, mapping class names to numbers "
             "first (e.g. {name: i for i, name in enumerate(sorted(set(names)))}).")
+
+
+def check_token_ids(x: torch.Tensor, what: str, allow_empty: bool = False) -> None:
+    """Text inputs (``forgetless.data.text``): a (samples, length) integer tensor of token ids,
+    -1 for padding."""
+    if x.ndim != 2:
+        raise DataError(f"{what} has shape {tuple(x.shape)}; token ids must be (samples, "
+                        "length), padded with -1 (forgetless.data.text.pad_rows).")
+    if x.shape[0] == 0 and not allow_empty:
+        raise DataError(f"{what} is empty; every task needs at least one sample.")
+    if x.numel() and int(x.min()) < -1:
+        raise DataError(f"{what} holds token id {int(x.min())}; ids are >= 0, with -1 as "
+                        "padding.")
+
+
+def check_language_targets(y: torch.Tensor, x: torch.Tensor, what: str) -> None:
+    """Language-modelling targets: one per input position, token ids or -100 (no loss)."""
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise DataError(f"{what} has shape {shape} for inputs {tuple(x.shape)}; a language "
+                        "model's targets are aligned with its inputs (y[:, t] is the token to "
+                        "predict at t, -100 where none): forgetless.data.text."
+                        "encode_language_modelling builds them.")
+    if torch.is_floating_point(y) or (y.numel() and int(y.min()) < -100):
+        raise DataError(f"{what} must hold integer token ids, or -100 where no loss is taken.")

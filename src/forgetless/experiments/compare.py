@@ -28,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from forgetless.config import RunConfig
+from forgetless.data.benchmarks import BENCHMARKS
 from forgetless.errors import ConfigurationError, ForgetlessError
 from forgetless.experiments.costs import CostModel, Eta
 from forgetless.results.run_result import RunResult
@@ -65,6 +66,12 @@ def served_scenarios(spec: str, registry=None) -> list[str]:
     if any(c.needs_task_id for c in classes):
         served &= {"task"}
     return [s for s in SCENARIO_ORDER if s in served]
+
+
+def serves_objective(spec: str, objective: str, registry=None) -> bool:
+    """Whether every part of ``spec`` serves ``objective`` (a language model's, say)."""
+    registry = registry or _registry()
+    return all(objective in registry.get(n).objectives for n in _parts(spec))
 
 
 def default_strategies(registry=None) -> list[str]:
@@ -123,6 +130,23 @@ def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
     if not names:
         raise ConfigurationError("no strategies to compare; e.g. --strategies ewc,er.")
     wanted = [Scenario.parse(s).value for s in (scenarios or SCENARIO_ORDER)]
+    builder = BENCHMARKS.get(base.benchmark)
+    offered = getattr(builder, "scenarios", SCENARIO_ORDER)
+    objective = getattr(builder, "objective", "classification")
+    if not any(s in offered for s in wanted):
+        raise ConfigurationError(
+            f"the {base.benchmark} benchmark runs the {', '.join(offered)}-incremental "
+            f"scenario(s), not {', '.join(wanted)}; leave --scenario out or choose one of those.")
+    wanted = [s for s in wanted if s in offered]
+    serving = [n for n in names if serves_objective(n, objective)]
+    if explicit and len(serving) < len(names):
+        refused = [n for n in names if n not in serving and n not in REFERENCE_STRATEGIES]
+        if refused:
+            raise ConfigurationError(
+                f"{', '.join(refused)} cannot learn the {base.benchmark} benchmark "
+                f"({objective.replace('_', ' ')}); leave them out (`forgetless list` shows "
+                "what each serves).")
+    names = serving
     seeds = list(dict.fromkeys(seeds))
     if not seeds:
         raise ConfigurationError("at least one seed is needed (--seeds 2).")

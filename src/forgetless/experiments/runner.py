@@ -59,7 +59,8 @@ def canonical_names(config: RunConfig) -> RunConfig:
                           strategy=canonical_spec(config.strategy),
                           benchmark=BENCHMARKS.canonical(config.benchmark),
                           source=SOURCES.canonical(config.source),
-                          model=MODELS.canonical(config.model))
+                          model=config.model if config.model.startswith("hf:")
+                          else MODELS.canonical(config.model))
 
 
 def configured_strategy(config: RunConfig):
@@ -79,7 +80,8 @@ def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
     options = dict(config.benchmark_options)
     tuning = {k: options.pop(k) for k in TUNING_OPTIONS if k in options}
     stream = build_stream(config.benchmark, config.scenario, config.tasks, seed=config.seed,
-                          source=config.source, source_options=source_options, **options)
+                          source=config.source, source_options=source_options,
+                          model=config.model, **options)
     if tuning:  # a sweep's tuning run: the first tasks only, or a validation split
         from forgetless.data.transforms import tuning_stream
 
@@ -191,6 +193,8 @@ def record(experiment: Experiment, fit, parameters_before: int) -> RunResult:
                        "sees_future": strategy.sees_future,
                        "stores_raw_data": footprint.stores_raw_data or strategy.stores_raw_data},
         task_descriptions=[t.description for t in experiment.stream.tasks],
+        objective=learner.objective.name,
+        scores={**fit.scores, "untrained": fit.untrained_scores, "held_out": fit.held_out},
         environment=environment(learner.device),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -4,6 +4,7 @@ output layer), which iCaRL, generative replay and the architecture strategies bu
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -20,6 +21,9 @@ MODELS: Registry = Registry("model")
 #: matters for forgetting: on split MNIST, task-incremental naive fine-tuning keeps more of old
 #: tasks from a larger initial scale (benchmarks/issue12.md, "The task-incremental baseline").
 INITIALISATIONS = ("pytorch", "xavier", "kaiming")
+
+#: ``--model hf:PATH`` names a local Hugging Face folder (``models.pretrained``).
+HF_PREFIX = "hf:"
 
 
 def initialise_linear(layer: nn.Linear, scheme: str) -> None:
@@ -107,7 +111,10 @@ def build_model(name: str, input_shape: tuple[int, ...], num_outputs: int,
 
     ``seed`` fixes the initial weights (without touching the global RNG), so the same seed
     gives the same model; without it the weights come from torch's global RNG."""
-    cls = MODELS.get(name)
+    if name.startswith(HF_PREFIX):  # a local folder: the "hf" builder, given its path
+        cls = functools.partial(MODELS.get("hf"), path=name[len(HF_PREFIX):])
+    else:
+        cls = MODELS.get(name)
     try:
         if seed is None:
             model = cls(input_shape, num_outputs, **options)
@@ -119,6 +126,8 @@ def build_model(name: str, input_shape: tuple[int, ...], num_outputs: int,
         raise ConfigurationError(
             f"model '{name}': {error}; see its docstring for options.") from None
     # How it was built, so a checkpoint (``Learner.load``) can build it again.
-    model.build_spec = {"name": name, "input_shape": list(input_shape),
-                        "num_outputs": num_outputs, "options": options}
+    shape = None if input_shape is None else list(input_shape)
+    model.build_spec = {"name": name, "input_shape": shape, "num_outputs": num_outputs,
+                        "options": options}
     return model
+

@@ -161,6 +161,19 @@ def _cost_figures(group: Group) -> str:
     ])
 
 
+def _plane(group: Group) -> str:
+    """For a pretrained language model on a stream whose task 0 is its prior skills: the
+    learning-forgetting plane (``svg.learning_forgetting_plane``)."""
+    rows = [r for r in group.rows if r.objective == "language_modelling"]
+    if not rows or len(rows[0].mean_matrix) < 2:
+        return ""
+    curves = [{"label": r.label, "family": r.family,
+               "points": [(r.mean_matrix[i][i], r.mean_matrix[i][0])
+                          for i in range(1, len(r.mean_matrix))]} for r in rows]
+    prior = rows[0].untrained[0] if rows[0].untrained else None
+    return svg.learning_forgetting_plane(curves, prior, "Learning against forgetting")
+
+
 def _lesson_panel(found: Lesson, groups: list[Group]) -> str:
     """The summary at the top: the lesson's sentences, a link to the table they come from."""
     if not found.findings:
@@ -224,7 +237,8 @@ def render(runs: list[RunResult], title: str = "forgetless comparison",
         parts.append("<p>No runs to report.</p>")
     for index, group in enumerate(groups):
         parts += [f"<section class='group' id='group-{index}'>", f"<h2>{_e(group.title)}</h2>",
-                  _table(group), f"<div class='figures'>{_cost_figures(group)}</div>",
+                  _table(group),
+                  f"<div class='figures'>{_plane(group)}{_cost_figures(group)}</div>",
                   "<h3>Forgetting, strategy by strategy</h3>",
                   "<p class='note'>Heat map: accuracy on task j (columns) after training task i "
                   "(rows), mean over seeds; hatched cells are tasks not trained yet. Curves: "

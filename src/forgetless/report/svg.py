@@ -344,3 +344,50 @@ def scatter(points: list[dict], title: str, x_label: str, y_label: str = "ACC %"
     body += legend
     total_height = max(height, top + 4 + LEGEND_ROW * len(entries))
     return _svg(left + w + 14 + legend_width, total_height, body, title, "scatter")
+
+
+def learning_forgetting_plane(curves: list[dict], prior: float | None, title: str,
+                              width: int = 340, height: int = 280) -> str:
+    """The learning-forgetting plane of a pretrained model (Biderman et al. 2024, "LoRA learns
+    less and forgets less"): per strategy, one point per task i, x = the score on task i right
+    after learning it (new facts learnt), y = the prior-skills score after task i (what the
+    model still knows), joined in task order. ``curves``: dicts with ``points`` [(x, y)...],
+    ``label``, ``family``; ``prior``: the pretrained model's prior-skills score (a dashed line:
+    a point on it forgot nothing). Up and right is better."""
+    left, top, bottom = 46, 24, 40
+    w, h = width - left - 12, height - top - bottom
+
+    def px(v: float) -> float:
+        return left + w * min(max(v, 0.0), 1.0)
+
+    def py(v: float) -> float:
+        return top + h * (1 - min(max(v, 0.0), 1.0))
+
+    ticks = [(v, f"{v:g}") for v in (0, 25, 50, 75, 100)]
+    body = [_text(left + w / 2, 14, title, 12, extra="font-weight='bold'")]
+    body += _axes(left, top, w, h, [(px(v / 100), s) for v, s in ticks],
+                  [(py(v / 100), s) for v, s in ticks], "new task learnt (score %)",
+                  "prior skills kept (score %)")
+    if prior is not None and _measured(prior):
+        body.append(f"<line x1='{left}' y1='{py(prior):.1f}' x2='{left + w}' "
+                    f"y2='{py(prior):.1f}' stroke='#111827' stroke-dasharray='4 3'>"
+                    f"<title>the pretrained model: {100 * prior:.1f}%</title></line>")
+    assign_markers(curves)
+    entries = []
+    for curve in curves:
+        color = family_color(curve.get("family", ""))
+        shape, filled = curve["marker"]
+        points = [(px(x), py(y)) for x, y in curve["points"]]
+        if len(points) > 1:
+            body.append("<polyline class='plane-curve' points='"
+                        + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+                        + f"' fill='none' stroke='{color}' stroke-width='1.2'/>")
+        for k, ((x, y), (vx, vy)) in enumerate(zip(points, curve["points"], strict=True)):
+            body.append(marker(shape, x, y, color, 4, filled,
+                               f"{curve['label']} after new task {k + 1}: learnt "
+                               f"{100 * vx:.1f}%, prior skills {100 * vy:.1f}%", "point"))
+        entries.append((marker(shape, 0, 0, color, 4.5, filled), curve["label"]))
+    legend, legend_width = _legend(left + w + 14, top + 4, entries)
+    body += legend
+    total_height = max(height, top + 4 + LEGEND_ROW * len(entries))
+    return _svg(left + w + 14 + legend_width, total_height, body, title, "plane")

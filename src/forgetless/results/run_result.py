@@ -27,6 +27,11 @@ class RunResult:
     task_descriptions: list[str] = field(default_factory=list)
     environment: dict = field(default_factory=dict)
     created: str = ""
+    #: The objective (``classification`` or ``language_modelling``) and its scores beyond the
+    #: one in ``accuracy_matrix``: ``{"perplexity": matrix, "untrained": {"perplexity": row},
+    #: "held_out": {"perplexity": [per row]}}`` for a language model.
+    objective: str = "classification"
+    scores: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:

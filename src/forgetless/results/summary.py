@@ -98,6 +98,10 @@ class Row:
     mean_matrix: list[list[float]]
     task_descriptions: list[str]
     time_ratio: float | None = None  # train time / naive's in the same group
+    #: ``classification`` or ``language_modelling`` (then the scores are exact matches).
+    objective: str = "classification"
+    #: Mean score on each task before any training (a pretrained model's prior skills).
+    untrained: list[float] = field(default_factory=list)
     mark: str = ""  # WINNER, TIED or "" (see ``mark_winners``)
 
 
@@ -115,6 +119,10 @@ class Group:
         return f"{self.scenario}-incremental — {self.description}"
 
 
+#: Benchmarks built from a model's tokenizer, not from a data source (``data.text_benchmarks``).
+TEXT_BENCHMARKS = ("knowledge", "topics")
+
+
 def describe_protocol(config: dict) -> str:
     """``split mnist, 5 tasks, mlp 400-400, 2 epochs/task, batch 128, adam lr 0.001``."""
     hidden = config.get("model_options", {}).get("hidden")
@@ -123,7 +131,9 @@ def describe_protocol(config: dict) -> str:
     model += f" ({init} init)" if init else ""
     budget = (f"{config['iterations']} steps/task" if config.get("iterations")
               else f"{config.get('epochs')} epochs/task")
-    parts = [f"{config.get('benchmark')} {config.get('source')}", f"{config.get('tasks')} tasks",
+    data = config.get("benchmark") if config.get("benchmark") in TEXT_BENCHMARKS else \
+        f"{config.get('benchmark')} {config.get('source')}"
+    parts = [data, f"{config.get('tasks')} tasks",
              model, budget, f"batch {config.get('batch_size')}",
              f"{config.get('optimizer')} lr {config.get('lr'):g}"]
     if config.get("benchmark_options"):
@@ -184,6 +194,8 @@ def _row(runs: list[RunResult]) -> Row:
         strategy_params=dict(first.config.get("strategy_params", {})),
         mean_matrix=matrices.mean(axis=0).tolist(),
         task_descriptions=list(first.task_descriptions),
+        objective=first.objective,
+        untrained=np.mean([r.untrained_accuracy for r in runs], axis=0).tolist(),
     )
 
 

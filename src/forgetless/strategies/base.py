@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from forgetless.learner import Learner
 
 ALL_SCENARIOS = frozenset({"task", "domain", "class"})
+#: Both objectives (``forgetless.objectives``): for strategies that serve a language model too.
+ANY_OBJECTIVE = frozenset({"classification", "language_modelling"})
 
 
 @dataclass
@@ -148,6 +150,14 @@ class Strategy:
     #: Hyper-parameters that change which published method this is: a non-default value is
     #: shown in the strategy's label in every table and report (``agem(memory_strength=0.5)``).
     labelled_hyperparameters: ClassVar[tuple[str, ...]] = ()
+    #: The objectives (``forgetless.objectives``) the strategy serves meaningfully; the Learner
+    #: refuses the others, saying why (``why_not_objective``).
+    objectives: ClassVar[frozenset[str]] = frozenset({"classification"})
+    #: Why a language model is refused, for strategies that do not serve one.
+    why_not_objective: ClassVar[str] = ""
+    #: False for learners that never update the model by gradient (frozen-feature learners):
+    #: the Learner then takes no optimiser steps; ``before_task``/``after_task`` still run.
+    trains_model: ClassVar[bool] = True
 
     learner: Learner
 

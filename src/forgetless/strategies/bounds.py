@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from forgetless.strategies import TrainingData, register
-from forgetless.strategies.base import Footprint, Strategy, tensor_bytes
+from forgetless.strategies.base import ANY_OBJECTIVE, Footprint, Strategy, tensor_bytes
 
 
 @register("naive")
@@ -20,6 +20,7 @@ class Naive(Strategy):
     """Fine-tuning: the model trains on each task in turn with nothing to protect old tasks."""
 
     family = "baseline"
+    objectives = ANY_OBJECTIVE
 
 
 def _union(tasks) -> TrainingData:
@@ -35,6 +36,7 @@ class Joint(Strategy):
     future, so it is a bound to compare against, not a continual learner)."""
 
     family = "baseline"
+    objectives = ANY_OBJECTIVE
     stores_raw_data = True
     sees_future = True
 
@@ -54,6 +56,7 @@ class Cumulative(Strategy):
     t times naive's steps at task t)."""
 
     family = "baseline"
+    objectives = ANY_OBJECTIVE
     stores_raw_data = True
 
     def training_data(self, task):

@@ -60,6 +60,18 @@ class Composite(Strategy):
         return frozenset.intersection(*(frozenset(p.scenarios) for p in self.parts))
 
     @property
+    def objectives(self) -> frozenset[str]:  # type: ignore[override]
+        return frozenset.intersection(*(frozenset(p.objectives) for p in self.parts))
+
+    @property
+    def why_not_objective(self) -> str:  # type: ignore[override]
+        return " ".join(p.why_not_objective for p in self.parts if p.why_not_objective)
+
+    @property
+    def trains_model(self) -> bool:  # type: ignore[override]
+        return any(p.trains_model for p in self.parts)
+
+    @property
     def needs_task_id(self) -> bool:  # type: ignore[override]
         return any(p.needs_task_id for p in self.parts)
 

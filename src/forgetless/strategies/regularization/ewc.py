@@ -22,7 +22,7 @@ import torch
 
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
-from forgetless.strategies.regularization.fisher import ESTIMATORS, fisher_diagonal
+from forgetless.strategies.regularization.fisher import ESTIMATORS
 from forgetless.strategies.regularization.quadratic import (
     AnchoredRegularizer,
     check_count,
@@ -54,11 +54,9 @@ class EWC(AnchoredRegularizer):
         self.anchors: list[dict[str, torch.Tensor]] = []
 
     def after_task(self, task) -> None:
-        fisher = fisher_diagonal(self.learner.model, task, self.fisher_estimator,
-                                 self.fisher_samples, self.chunk_size,
-                                 output_mask=self.training_mask(task),
-                                 batch_size=self.learner.batch_size,
-                                 generator=self.importance_generator(task))
+        fisher = self.learner.objective.fisher_diagonal(
+            self.learner, task, self.fisher_estimator, self.fisher_samples, self.chunk_size,
+            self.training_mask(task), self.importance_generator(task))
         self.consolidate(self.without_released(fisher), snapshot(self.learner.model))
         self.rebuild()
 

@@ -12,14 +12,13 @@ task (task-incremental, Li & Hoiem's multi-head setting); the units of all class
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from forgetless.data.stream import Scenario
 from forgetless.errors import ConfigurationError
-from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
 from forgetless.strategies.base import (
     ALL_SCENARIOS,
+    ANY_OBJECTIVE,
     Footprint,
     Strategy,
     frozen_copy,
@@ -34,6 +33,7 @@ class LwF(Strategy):
 
     family = "regularization"
     scenarios = ALL_SCENARIOS
+    objectives = ANY_OBJECTIVE
     needs_task_id = False
     stores_raw_data = False
 
@@ -50,7 +50,9 @@ class LwF(Strategy):
     def after_task(self, task) -> None:
         self.teacher = frozen_copy(self.learner.model)
         mask = self.learner.output_mask
-        if mask.scenario is Scenario.TASK:
+        if self.learner.objective.name != "classification":
+            self.groups = None  # the objective distils over its own outputs (every token)
+        elif mask.scenario is Scenario.TASK:
             self.groups = mask.task_units[self.learner.tasks_learned + [task.task_id]].clone()
         elif mask.scenario is Scenario.CLASS:
             self.groups = mask.seen_units[None].clone()
@@ -62,26 +64,24 @@ class LwF(Strategy):
             return None
         with torch.no_grad():
             old = self.teacher(batch.x)
-        groups = self.groups.to(logits.device)
-        t = self.temperature
-        new_log = F.log_softmax(apply_mask(logits[:, None] / t, groups), dim=-1)
-        old_log = F.log_softmax(apply_mask(old[:, None] / t, groups), dim=-1)
-        kl = torch.where(groups, old_log.exp() * (old_log - new_log), 0.0)
-        return self.alpha * t * t * kl.sum((1, 2)).mean()
+        groups = None if self.groups is None else self.groups.to(logits.device)
+        return self.alpha * self.learner.objective.distillation(
+            logits, old, batch.x, groups, self.temperature)
 
     def state_dict(self) -> dict:
         if self.teacher is None:
             return {"teacher": None, "groups": None}
         return {"teacher": {k: v.clone() for k, v in self.teacher.state_dict().items()},
-                "groups": self.groups.clone()}
+                "groups": None if self.groups is None else self.groups.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         if state["teacher"] is None:
-            self.teacher = self.groups = None
+            self.teacher = None
+            self.groups = None
             return
         self.teacher = frozen_copy(self.learner.model)
         self.teacher.load_state_dict(state["teacher"])
-        self.groups = state["groups"].clone()
+        self.groups = None if state["groups"] is None else state["groups"].clone()
 
     def footprint(self) -> Footprint:
         return Footprint(tensor_bytes(self.teacher, self.groups), stores_raw_data=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from forgetless.strategies import register
-from forgetless.strategies.regularization.fisher import mas_importance
 from forgetless.strategies.regularization.quadratic import (
     AnchoredRegularizer,
     check_count,
@@ -43,9 +42,9 @@ class MAS(AnchoredRegularizer):
         self.anchor: dict[str, torch.Tensor] | None = None
 
     def after_task(self, task) -> None:
-        gained = mas_importance(self.learner.model, task, self.importance_samples,
-                                self.chunk_size, output_mask=self.training_mask(task),
-                                generator=self.importance_generator(task))
+        gained = self.learner.objective.output_sensitivity(
+            self.learner, task, self.importance_samples, self.chunk_size,
+            self.training_mask(task), self.importance_generator(task))
         gained = self.without_released(gained)
         self.importance = gained if self.importance is None else {
             n: self.importance[n] + gained[n] for n in gained}

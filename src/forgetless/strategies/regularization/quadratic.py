@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from forgetless.errors import ConfigurationError
-from forgetless.strategies.base import ALL_SCENARIOS, Footprint, Strategy, tensor_bytes
+from forgetless.strategies.base import (
+    ALL_SCENARIOS,
+    ANY_OBJECTIVE,
+    Footprint,
+    Strategy,
+    tensor_bytes,
+)
 
 Tensors = dict[str, torch.Tensor]
 
@@ -107,6 +113,7 @@ class AnchoredRegularizer(Strategy):
 
     family = "regularization"
     scenarios = ALL_SCENARIOS
+    objectives = ANY_OBJECTIVE
     needs_task_id = False
     stores_raw_data = False
     anchors_parameters = True

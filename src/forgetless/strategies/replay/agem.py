@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 
 from forgetless.strategies import register
+from forgetless.strategies.base import ANY_OBJECTIVE
 from forgetless.strategies.replay.buffer import (
     MemoryStrategy,
     ReplayBuffer,
@@ -65,6 +66,7 @@ class AGEM(MemoryStrategy):
     # Class-incremental: the current and the memory loss over the whole head; under the
     # seen-classes mask the projection fails (0.345 against 0.768; docs/replay.md).
     trains_whole_head = True
+    objectives = ANY_OBJECTIVE
 
     def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
                  memory_batch_size: int | None = 256, project_update: bool = False,

@@ -15,11 +15,9 @@ logits kept are those of the first visit, as in the paper.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
-from forgetless.strategies.base import Batch
+from forgetless.strategies.base import ANY_OBJECTIVE, Batch
 from forgetless.strategies.replay.buffer import (
     MemoryStrategy,
     ReplayBuffer,
@@ -31,6 +29,8 @@ from forgetless.strategies.replay.buffer import (
 @register("derpp")
 class DERPlusPlus(MemoryStrategy):
     """Replay with stored logits (MSE) and stored labels (Buzzega et al. 2020)."""
+
+    objectives = ANY_OBJECTIVE
 
     def __init__(self, buffer_size: int = 500, alpha: float = 0.3, beta: float = 1.0,
                  policy: str = "reservoir", replay_batch_size: int | None = None):
@@ -59,12 +59,14 @@ class DERPlusPlus(MemoryStrategy):
             n = self.replay_batch_size or learner.batch_size
             memory = self.buffer.sample(n, generator)
             replay_logits = learner.forward(memory.x, memory.task_ids)
-            term = self.alpha * F.mse_loss(replay_logits, memory.extras["logits"])
+            term = self.alpha * learner.objective.logit_matching(replay_logits,
+                                                                 memory.extras["logits"])
             if self.beta > 0:
                 memory = self.buffer.sample(n, generator)
                 replay_logits = learner.forward(memory.x, memory.task_ids)
                 term = term + self.beta * learner.loss(replay_logits, memory.y, memory.task_ids)
         fresh = self._fresh
         offer_first_visits(self.buffer, learner, Batch(batch.x[:fresh], batch.y[:fresh],
-                                                       batch.task_ids[:fresh]), logits[:fresh])
+                                                       batch.task_ids[:fresh]),
+                           learner.objective.logit_memory(logits[:fresh], batch.x[:fresh]))
         return term

@@ -16,7 +16,7 @@ masking treats each sample by its own task.
 from __future__ import annotations
 
 from forgetless.strategies import register
-from forgetless.strategies.base import Batch
+from forgetless.strategies.base import ANY_OBJECTIVE, Batch
 from forgetless.strategies.replay.buffer import (
     MemoryStrategy,
     ReplayBuffer,
@@ -30,6 +30,8 @@ from forgetless.strategies.replay.buffer import (
 @register("er")
 class ExperienceReplay(MemoryStrategy):
     """Current batch + replayed batch, one loss (Chaudhry et al. 2019)."""
+
+    objectives = ANY_OBJECTIVE
 
     def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
                  replay_batch_size: int | None = None, fill: str = "task_end"):

@@ -45,6 +45,10 @@ class ERACE(ExperienceReplay):
     """ER whose incoming batch's loss covers only the classes present in it (Caccia et al.
     2022); the replayed batch's covers every seen class."""
 
+    objectives = frozenset({"classification"})
+    why_not_objective = ("ER-ACE's asymmetric loss is over the classes present in a batch; a "
+                         "language model has no classes.")
+
     def __init__(self, buffer_size: int = 500, policy: str = "reservoir",
                  replay_batch_size: int | None = None, fill: str = "stream"):
         """buffer_size, policy, replay_batch_size, fill: as for ``er``; ``fill`` defaults to

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from forgetless.strategies import register
-from forgetless.strategies.base import Footprint, Strategy
+from forgetless.strategies.base import ANY_OBJECTIVE, Footprint, Strategy
 from forgetless.strategies.replay.buffer import ReplayBuffer, check_buffer_size, offer_task
 from forgetless.strategies.replay.common import check_strength, memory_gradient
 
@@ -81,6 +81,7 @@ class GEM(Strategy):
 
     family = "replay"
     stores_raw_data = True
+    objectives = ANY_OBJECTIVE
 
     def __init__(self, memory_per_task: int = 256, memory_strength: float = 0.5):
         """memory_per_task: samples of each finished task kept in its episodic memory (the

@@ -1,0 +1,58 @@
+"""Classification: cross-entropy over the output units the scenario allows; score = accuracy of
+the predicted labels (the strategy's own ``predict`` when it has one, e.g. iCaRL's nearest
+mean of exemplars)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from forgetless.errors import DataError
+from forgetless.models.heads import apply_mask
+from forgetless.objectives.base import Objective
+
+
+class Classification(Objective):
+    name = "classification"
+    scores = ("accuracy",)
+
+    def loss(self, learner, logits, y, task_ids):
+        return F.cross_entropy(apply_mask(logits, learner.output_mask.for_training(task_ids)), y)
+
+    def score(self, learner, task) -> dict[str, float]:
+        correct = 0
+        for start in range(0, task.test_x.shape[0], learner.eval_batch_size):
+            x = task.test_x[start:start + learner.eval_batch_size]
+            y = task.test_y[start:start + learner.eval_batch_size].to(learner.device)
+            correct += int((learner.predict(x, task.task_id) == y).sum())
+        return {"accuracy": correct / max(1, task.test_x.shape[0])}
+
+    def check_outputs(self, output, num_outputs):
+        if output.ndim != 2 or output.shape[1] != num_outputs:
+            raise DataError(
+                f"the model gives outputs of shape {tuple(output.shape[1:])} per sample but the "
+                f"stream's labels need {num_outputs} output units; build the model with "
+                f"num_outputs={num_outputs}.")
+
+    def fisher_diagonal(self, learner, task, estimator, num_samples, chunk_size, mask,
+                        generator):
+        from forgetless.strategies.regularization.fisher import fisher_diagonal
+
+        return fisher_diagonal(learner.model, task, estimator, num_samples, chunk_size,
+                               output_mask=mask, batch_size=learner.batch_size,
+                               generator=generator)
+
+    def output_sensitivity(self, learner, task, num_samples, chunk_size, mask, generator):
+        from forgetless.strategies.regularization.fisher import mas_importance
+
+        return mas_importance(learner.model, task, num_samples, chunk_size, output_mask=mask,
+                              generator=generator)
+
+    def distillation(self, student, teacher, x, groups, temperature):
+        """One softmax per row of ``groups`` (a task-incremental run's old heads; one row
+        otherwise), summed over groups, averaged over samples."""
+        t = temperature
+        new_log = F.log_softmax(apply_mask(student[:, None] / t, groups), dim=-1)
+        old_log = F.log_softmax(apply_mask(teacher[:, None] / t, groups), dim=-1)
+        kl = torch.where(groups, old_log.exp() * (old_log - new_log), 0.0)
+        return t * t * kl.sum((1, 2)).mean()
