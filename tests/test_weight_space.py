@@ -7,6 +7,7 @@ first task than naive on permuted digits, WiSE-FT keeps more of what a pretraine
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -33,9 +34,9 @@ def learner(model, spec="naive", settings=None, **options):
     return Learner(model, build_strategy(spec, settings), **options)
 
 
-def naive_trajectory(stream, model):
+def naive_trajectory(stream, model, **options):
     """The trainable weights plain fine-tuning ends each task with, from ``model``'s weights."""
-    naive = learner(copy.deepcopy(model))
+    naive = learner(copy.deepcopy(model), **options)
     naive.bind(stream)
     weights = []
     for task in stream:
@@ -83,16 +84,19 @@ def test_wise_ft_after_each_task_is_the_interpolation_of_start_and_fine_tuned(di
     assert_weights(wise.strategy.parts[0].start, start, atol=0)
 
 
-@pytest.mark.parametrize("mode, scale", [("magmax", 0.7), ("average", 1.0), ("average", 0.6)])
+@pytest.mark.parametrize("mode, scale, reset_optimizer", [
+    ("magmax", 0.7, True), ("average", 1.0, True), ("average", 0.6, True),
+    ("magmax", 0.5, False)])
 def test_merge_is_start_plus_the_combined_task_vectors_of_sequential_fine_tuning(
-        digits_streams, mode, scale):
+        digits_streams, mode, scale, reset_optimizer):
     stream = small_stream(digits_streams, "domain", tasks=3)
     model = mlp(stream)
     start = snapshot(model)
     # fine_tune_from="previous": each task fine-tunes the last task's own weights, exactly as
     # naive does, so naive's weights after each task are the fine-tuned weights theta_t
-    fine_tuned = naive_trajectory(stream, model)
-    merged = learner(copy.deepcopy(model), "merge", {"mode": mode, "scale": scale})
+    fine_tuned = naive_trajectory(stream, model, reset_optimizer=reset_optimizer)
+    merged = learner(copy.deepcopy(model), "merge", {"mode": mode, "scale": scale},
+                     reset_optimizer=reset_optimizer)
     merged.bind(stream)
     for t, task in enumerate(stream):
         merged.learn(task)
@@ -108,6 +112,10 @@ def test_merge_is_start_plus_the_combined_task_vectors_of_sequential_fine_tuning
         assert_weights(snapshot(merged.model), expected, atol=1e-5)
     assert not torch.equal(snapshot(merged.model)["head.weight"],
                            fine_tuned[-1]["head.weight"])
+    # weights were written in place: the optimiser (kept across tasks or not) holds the
+    # model's own parameters
+    assert [id(p) for p in merged.optimizer.param_groups[0]["params"]] == [
+        id(p) for p in merged.model.parameters()]
 
 
 def test_magmax_keeps_the_largest_magnitude_entry_with_its_sign_and_later_wins_ties():
@@ -223,3 +231,26 @@ def test_merges_keep_far_more_of_the_first_permutation_than_naive():
     naive = final_first_task_accuracy(stream, "naive")
     for settings in ({"mode": "magmax"}, {"mode": "average"}):
         assert final_first_task_accuracy(stream, "merge", settings) > naive + 0.2, settings
+
+
+def prior_accuracy_after_later_tasks(spec, seed):
+    """An MLP 'pretrained' on permutation 0 of digits, then trained on permutations 1 and 2:
+    its accuracy on permutation 0 at the end (what WiSE-FT exists to keep)."""
+    full = build_stream("permuted", "domain", tasks=3, source="digits", seed=0)
+    prior = full.tasks[0]
+    model = mlp(full, seed=seed, hidden=(64,))
+    learner(model, iterations=None, epochs=10, batch_size=32, seed=seed).fit(
+        Stream([prior], "domain", full.num_outputs))
+    later = Stream([dataclasses.replace(t, task_id=i) for i, t in enumerate(full.tasks[1:])],
+                   "domain", full.num_outputs)
+    trained = learner(model, spec, iterations=None, epochs=3, batch_size=32, seed=seed)
+    trained.fit(later)
+    return float((trained.predict(prior.test_x) == prior.test_y).float().mean())
+
+
+def test_wise_ft_keeps_more_of_what_the_starting_model_knew_than_naive():
+    """Measured (seeds 0 and 1): after two more permutations naive keeps 0.67 / 0.74 of the
+    pretraining permutation, wise-ft 0.85 / 0.86."""
+    for seed in (0, 1):
+        naive = prior_accuracy_after_later_tasks("naive", seed)
+        assert prior_accuracy_after_later_tasks("wise-ft", seed) > naive + 0.08, seed
