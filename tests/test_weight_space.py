@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -254,3 +255,40 @@ def test_wise_ft_keeps_more_of_what_the_starting_model_knew_than_naive():
     for seed in (0, 1):
         naive = prior_accuracy_after_later_tasks("naive", seed)
         assert prior_accuracy_after_later_tasks("wise-ft", seed) > naive + 0.08, seed
+
+
+def test_on_a_lora_wrapped_language_model_only_the_adapters_are_merged():
+    """The hooks on a tiny random Llama with LoRA (no Learner: the language-modelling objective
+    is wired elsewhere): next-token steps per task, then the merge touches only the adapters."""
+    pytest.importorskip("peft")
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=16)
+    model = get_peft_model(LlamaForCausalLM(config),
+                           LoraConfig(r=2, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    start = snapshot(model)
+    assert start and all("lora_" in n for n in start)
+    merge = build_strategy("merge", {"mode": "average"})
+    merge.setup(SimpleNamespace(model=model))
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    fine_tuned = []
+    for task in range(2):
+        merge.before_task(task)
+        tokens = torch.randint(0, 40, (4, 8), generator=torch.Generator().manual_seed(task))
+        for _ in range(3):
+            optimiser.zero_grad()
+            model(input_ids=tokens, labels=tokens).loss.backward()
+            optimiser.step()
+        fine_tuned.append(snapshot(model))
+        merge.after_task(task)
+    assert_weights(snapshot(model), {n: start[n] + ((fine_tuned[0][n] - start[n])
+                                                    + (fine_tuned[1][n] - start[n])) / 2
+                                     for n in start})
+    for name, p in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name
