@@ -129,7 +129,9 @@ def test_magmax_keeps_the_largest_magnitude_entry_with_its_sign_and_later_wins_t
 
 def test_default_scales_are_the_reference_codes_and_mode_is_labelled():
     assert build_strategy("merge").scale == 0.5
-    assert build_strategy("merge", {"mode": "average"}).scale == 1.0
+    assert build_strategy("merge", {"mode": "average"}).hyperparameters()["scale"] == 1.0
+    assert build_strategy("merge").hyperparameters() == build_strategy(
+        "merge", {"scale": 0.5}).hyperparameters()  # one run id for one run
     assert "mode" in STRATEGIES.get("merge").labelled_hyperparameters
 
 

@@ -89,6 +89,8 @@ class Merge(Strategy):
         if not 0 < scale < float("inf"):
             raise ConfigurationError(f"scale must be a finite number > 0, got {scale!r}.")
         self.mode, self.scale, self.fine_tune_from = mode, scale, fine_tune_from
+        # the run's config (and id) names the scale used, not None
+        getattr(self, "_hyperparameters", {})["scale"] = scale
         self.start: Tensors | None = None
         self.combined: Tensors | None = None  # the running max-magnitude vector, or sum
         self.fine_tuned: Tensors | None = None  # the last task's own weights ("previous")
