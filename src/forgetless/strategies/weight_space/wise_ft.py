@@ -75,4 +75,5 @@ class WiseFT(Strategy):
         self.start = copied(state["start"], like=self.learner.model)
 
     def footprint(self) -> Footprint:
+        """Holds one copy of the trainable parameters: the starting weights."""
         return Footprint(tensor_bytes(self.start or {}), stores_raw_data=False)
