@@ -45,9 +45,11 @@ BYTES_PER_PARAMETER = 4
 
 FAMILY_SUBJECT = {"regularization": "Regularization", "replay": "Replay",
                   "architecture": "Dynamic architecture", "hybrid": "A hybrid",
+                  "weight-space": "Weight-space editing",
                   "baseline": "A baseline"}
 FAMILY_PLURAL = {"regularization": "regularizers", "replay": "replay methods",
                  "architecture": "dynamic architectures", "hybrid": "hybrids",
+                 "weight-space": "weight-space methods",
                  "baseline": "baselines"}
 
 
