@@ -203,9 +203,9 @@ def test_the_installed_chatterbot_corpus_gives_the_default_classes_balanced():
     pytest.importorskip("chatterbot_corpus")
     pytest.importorskip("yaml")
     split = topic_split()
-    assert len(split.class_names) == 7
-    assert Counter(split.train_labels) == dict.fromkeys(range(7), 39)
-    assert Counter(split.test_labels) == dict.fromkeys(range(7), 17)
+    assert len(split.class_names) == 6
+    assert Counter(split.train_labels) == dict.fromkeys(range(6), 57)
+    assert Counter(split.test_labels) == dict.fromkeys(range(6), 25)
 
 
 def test_a_drawn_name_that_is_real_or_already_used_is_drawn_again(monkeypatch):
@@ -218,3 +218,11 @@ def test_a_drawn_name_that_is_real_or_already_used_is_drawn_again(monkeypatch):
     # "Paris" is a probe's answer; "Zorbia" and "Quix" (any case) are taken by then
     assert knowledge_tasks(1, 2, relations=("capital",)) == [
         [Fact("The capital of Zorbia is", " quix"), Fact("The capital of Plon is", " Vask")]]
+
+
+def test_an_absent_chatterbot_corpus_names_the_pip_command(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match=r'pip install "chatterbot-corpus>=1.3,<2"'):
+        topic_split()
