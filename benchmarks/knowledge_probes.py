@@ -105,16 +105,19 @@ def probes_table(model, tokenizer) -> list[Fact]:
 
 
 def invented_table(model, tokenizer, seeds) -> None:
-    print("| seed | prompts | facts | format | exact match | mean answer loss (nats/token) |")
-    print("|---|---|---|---|---|---|")
+    print("| seed | prompts | facts | format | answer tokens (mean) | exact match "
+          "| mean answer loss (nats/token) |")
+    print("|---|---|---|---|---|---|---|")
     for seed in seeds:
         for prompts, paraphrased in (("taught", False), ("paraphrased", True)):
             facts = [f for task in knowledge_tasks(3, 8, seed, paraphrased=paraphrased)
                      for f in task]
             for name, fs in (("' Quix'", facts), ("' Quix.'", with_stop(facts))):
-                hit, loss, _ = score(model, *encode(tokenizer, fs))
-                print(f"| {seed} | {prompts} | {len(fs)} | {name} | {int(hit.sum())} | "
-                      f"{loss.mean():.2f} |")
+                x, y = encode(tokenizer, fs)
+                hit, loss, _ = score(model, x, y)
+                tokens = (y != IGNORE).sum(dim=1).float().mean()
+                print(f"| {seed} | {prompts} | {len(fs)} | {name} | {tokens:.2f} | "
+                      f"{int(hit.sum())} | {loss.mean():.2f} |")
     print()
 
 

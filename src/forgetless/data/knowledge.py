@@ -65,7 +65,7 @@ def _city(rng: random.Random) -> str:
 
 
 def _language(rng: random.Random) -> str:
-    return _word(rng, 2, True, ("ish", "ese", "ic", "ian")).capitalize()
+    return _word(rng, rng.choice((1, 2)), True, ("ish", "ese", "ic", "ian")).capitalize()
 
 
 def _device(rng: random.Random) -> str:
