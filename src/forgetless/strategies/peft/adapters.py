@@ -198,25 +198,38 @@ class LoraStrategy(Strategy):
 
 
 class PerTaskLora(LoraStrategy):
-    """A fresh adapter per task (``task0``, ``task1``...), added in ``before_task``; earlier ones
-    frozen. The state is the number of adapters: a fresh learner grows them back before the
-    model's weights load into them (``Learner.load_state_dict`` loads the strategy first)."""
+    """An adapter per task (``task0``, ``task1``...), earlier ones frozen. ``task0`` is injected
+    in ``setup``, so the model has its LoRA layout (``base_layer`` keys) from the start and a
+    checkpoint of a later task holds every tensor a fresh learner has; each later task adds its
+    adapter in ``before_task``. The state is the number of tasks started: a fresh learner grows
+    the adapters back before the model's weights load into them (``Learner.load_state_dict``
+    loads the strategy first)."""
 
     adds_parameters = True
+    tasks_started = 0
+
+    def setup(self, learner) -> None:
+        super().setup(learner)
+        self.tasks_started = 0
+        self.grow("task0")
 
     def before_task(self, task) -> None:
         from forgetless.strategies.architecture.common import expect_next_task
 
-        expect_next_task(self.name, task, len(self.adapters))
-        self.grow(f"task{task.task_id}")
+        expect_next_task(self.name, task, self.tasks_started)
+        if task.task_id > 0:
+            self.grow(f"task{task.task_id}")
+        self.tasks_started += 1
 
     def state_dict(self) -> dict:
-        return {"adapters": len(self.adapters)}
+        return {"tasks_started": self.tasks_started}
 
     def load_state_dict(self, state: dict) -> None:
-        if len(self.adapters) > state["adapters"]:
+        wanted = max(1, state["tasks_started"])
+        if len(self.adapters) > wanted:
             raise ConfigurationError(
                 f"{self.name}: this learner already has {len(self.adapters)} adapters, the "
-                f"checkpoint {state['adapters']}; load it into a freshly built learner.")
-        while len(self.adapters) < state["adapters"]:
+                f"checkpoint {wanted}; load it into a freshly built learner.")
+        while len(self.adapters) < wanted:
             self.grow(f"task{len(self.adapters)}")
+        self.tasks_started = state["tasks_started"]

@@ -8,7 +8,8 @@ also undoes what Adam's moments or weight decay would move). At test time the ta
 adapter, so old tasks' predictions stay bit-identical: no forgetting, by construction, and no
 use without the task id (task-incremental only). A batch that mixes tasks (replay) is split by
 task id, each part answered with its task's adapter; a task not trained yet (evaluated for
-forward transfer) is answered by the newest adapter.
+forward transfer) is answered by the newest adapter (``task0``, untrained, before any
+task: the model's own function, since a fresh adapter's ``B`` is zero).
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class TaskLoRA(PerTaskLora):
             self._gate.restore()
 
     def forward(self, x, task_ids):
-        if not self.adapters or task_ids is None:
-            return None  # nothing trained yet: the model as it is
+        if task_ids is None:
+            return None  # not in task-incremental runs (refused): the newest adapter applies
         model = self.learner.model
         choice = task_ids.clamp(max=len(self.adapters) - 1)
         groups = choice.unique().tolist()
