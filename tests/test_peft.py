@@ -20,8 +20,12 @@ from forgetless.data.text import PAD  # noqa: E402
 from forgetless.errors import ConfigurationError  # noqa: E402
 from forgetless.learner import Learner  # noqa: E402
 from forgetless.models import build_model  # noqa: E402
-from forgetless.strategies import build_strategy  # noqa: E402
-from forgetless.strategies.peft.adapters import default_targets, lora_parameters  # noqa: E402
+from forgetless.strategies import STRATEGIES, build_strategy  # noqa: E402
+from forgetless.strategies.peft.adapters import (  # noqa: E402
+    REINITIALISES,
+    default_targets,
+    lora_parameters,
+)
 from forgetless.strategies.peft.olora import OLoRA  # noqa: E402
 from strategy_helpers import assert_same_model, learner_for, safe_roundtrip, small_stream  # noqa: E402,E501
 
@@ -197,12 +201,31 @@ def test_lora_with_replay_runs_and_replays_into_the_adapters(digits_streams, kin
     assert all(torch.equal(v, base_weights(learner.model)[n]) for n, v in before.items())
 
 
+COMPOSABLE = [name for name, cls in STRATEGIES.items()
+              if cls.family in ("regularization", "replay") and name not in REINITIALISES]
+
+
+@pytest.mark.parametrize("name", COMPOSABLE)
+def test_every_regulariser_and_replay_strategy_composes_with_lora(digits_streams, name):
+    cls = STRATEGIES.get(name)
+    stream = small_stream(digits_streams, "class" if "class" in cls.scenarios else "task", 2)
+    learner = learner_for(f"lora+{name}", stream)
+    before = base_weights(learner.model)
+    adapters = {n: p.detach().clone() for n, p in lora_parameters(learner.model, "lora").items()}
+    learner.fit(stream)
+    assert all(torch.equal(v, base_weights(learner.model)[n]) for n, v in before.items())
+    assert any(not torch.equal(p, adapters[n])
+               for n, p in lora_parameters(learner.model, "lora").items())
+
+
 def test_lora_refuses_strategies_that_rebuild_layers(digits_streams):
     stream = small_stream(digits_streams, "task")
     with pytest.raises(ConfigurationError, match="lora wraps the model's layers.*pnn"):
         learner_for("lora+pnn", stream)
     with pytest.raises(ConfigurationError, match="lora wraps the model.s layers.*olora"):
         learner_for("lora+olora", stream)
+    with pytest.raises(ConfigurationError, match="gdumb re-initialises every weight"):
+        learner_for("gdumb+lora", small_stream(digits_streams, "class"))
 
 
 # ---------------------------------------------------------------------- lora-tasks
@@ -236,6 +259,10 @@ def test_lora_tasks_keeps_earlier_tasks_bit_identical(digits_streams, kind):
     assert torch.equal(task_logits(learner, stream[1]), second)
     assert not torch.equal(task_logits(learner, stream[2]), first)  # it learnt
     assert part(learner, "lora-tasks").adapters == ["task0", "task1", "task2"]
+    # the optimiser kept across tasks was rebuilt for the new trainable set
+    optimised = {id(p) for group in learner.optimizer.param_groups for p in group["params"]}
+    assert optimised == {id(p) for p in learner.trainable_parameters()}
+    assert {id(p) for p in lora_parameters(learner.model, "task2").values()} <= optimised
 
 
 def test_lora_tasks_answers_a_mixed_batch_with_each_tasks_adapter(digits_streams):

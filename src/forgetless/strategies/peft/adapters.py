@@ -22,6 +22,9 @@ from forgetless.strategies.base import Footprint, Strategy, tensor_bytes
 ATTENTION_TARGETS = (("q_proj", "v_proj"), ("query", "value"))
 #: Families whose strategies rebuild or wrap the model's layers themselves.
 LAYER_OWNERS = ("architecture", "parameter-efficient")
+#: Strategies that re-initialise every weight at each task (GDumb trains a fresh model on its
+#: memory), which would overwrite the pretrained weights the adapters are meant to leave alone.
+REINITIALISES = ("gdumb",)
 
 
 def require_peft(strategy: str):
@@ -143,8 +146,14 @@ def apply_adapters(model: nn.Module, adapters: list[str]) -> None:
 
 def refuse_layer_owners(strategy: Strategy, learner) -> None:
     """A LoRA strategy and another that rebuilds or wraps the layers (PNN, PackNet, HAT, another
-    LoRA strategy) cannot both own them."""
+    LoRA strategy) cannot both own them; nor can it keep weights that another re-initialises."""
     parts = getattr(learner.strategy, "parts", [learner.strategy])
+    fresh = [p.name for p in parts if p.name in REINITIALISES]
+    if fresh:
+        raise ConfigurationError(
+            f"{fresh[0]} re-initialises every weight of the model at each task, which would "
+            f"overwrite the pretrained weights that {strategy.name} freezes; they cannot be "
+            f"combined. Use {fresh[0]} alone, or {strategy.name} with er or der++.")
     clash = [p.name for p in parts if p is not strategy and p.family in LAYER_OWNERS]
     if clash:
         raise ConfigurationError(
