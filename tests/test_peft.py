@@ -8,6 +8,8 @@ stored as floats (exact up to 2**24) and turn them back into ids; the lead's
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -199,6 +201,12 @@ def test_lora_with_replay_runs_and_replays_into_the_adapters(digits_streams, kin
     assert len(fit.accuracy_matrix) == len(stream.tasks)
     assert len(part(learner, "er").buffer) > 0
     assert all(torch.equal(v, base_weights(learner.model)[n]) for n, v in before.items())
+
+
+def test_without_peft_the_strategy_says_how_to_install_it(digits_streams, monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft now fails
+    with pytest.raises(ConfigurationError, match=r"needs the peft package.*\[llm\]"):
+        learner_for("lora", small_stream(digits_streams, "class"))
 
 
 COMPOSABLE = [name for name, cls in STRATEGIES.items()

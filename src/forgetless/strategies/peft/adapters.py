@@ -153,13 +153,13 @@ def refuse_layer_owners(strategy: Strategy, learner) -> None:
         raise ConfigurationError(
             f"{fresh[0]} re-initialises every weight of the model at each task, which would "
             f"overwrite the pretrained weights that {strategy.name} freezes; they cannot be "
-            f"combined. Use {fresh[0]} alone, or {strategy.name} with er or der++.")
+            f"combined. Use {fresh[0]} alone, or {strategy.name} with er or derpp.")
     clash = [p.name for p in parts if p is not strategy and p.family in LAYER_OWNERS]
     if clash:
         raise ConfigurationError(
             f"{strategy.name} wraps the model's layers in LoRA adapters and {clash[0]} rebuilds "
             f"or wraps them too; they cannot be combined. Combine {strategy.name} with a "
-            "regulariser (ewc, si, mas, lwf) or a replay strategy (er, der++, agem).")
+            "regulariser (ewc, si, mas, lwf) or a replay strategy (er, derpp, agem).")
 
 
 def adapters_footprint(model: nn.Module, adapters: list[str], *extra) -> Footprint:
