@@ -377,3 +377,15 @@ def test_checkpoint_file_rebuilds_the_adapters(digits_streams, tmp_path):
     assert part(resumed, "olora").adapters == ["task0", "task1"]
     resumed.learn(stream[2])
     assert_same_model(uninterrupted, resumed, stream.tasks, "olora")
+
+
+@pytest.mark.parametrize("spec, scenario", [("lora+ewc", "class"), ("lora-tasks+er", "task"),
+                                            ("olora", "class")])
+def test_adapters_live_on_the_learners_device(digits_streams, device, spec, scenario):
+    stream = small_stream(digits_streams, scenario, tasks=2)
+    torch.manual_seed(0)
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
+    learner = Learner(model, build_strategy(spec), iterations=4, batch_size=16, device=device)
+    fit = learner.fit(stream)
+    assert len(fit.accuracy_matrix) == 2
+    assert {p.device.type for p in learner.model.parameters()} == {device.type}

@@ -15,6 +15,7 @@ import warnings
 from torch import nn
 
 from forgetless.errors import ConfigurationError
+from forgetless.strategies.architecture.common import expect_next_task
 from forgetless.strategies.base import Footprint, Strategy, tensor_bytes
 
 #: Attention projections adapted by default, first match wins: Llama-style, then BERT-style.
@@ -176,6 +177,8 @@ class LoraStrategy(Strategy):
 
     family = "parameter-efficient"
     objectives = frozenset({"classification", "language_modelling"})
+    #: Packages outside the core install (the ``[llm]`` extra); imported only in ``setup``.
+    requires_packages = ("peft",)
 
     def configure(self, r, alpha, dropout, target_modules, train_head) -> None:
         self.r, self.alpha, self.dropout, self.requested_targets = check_lora_options(
@@ -223,8 +226,6 @@ class PerTaskLora(LoraStrategy):
         self.grow("task0")
 
     def before_task(self, task) -> None:
-        from forgetless.strategies.architecture.common import expect_next_task
-
         expect_next_task(self.name, task, self.tasks_started)
         if task.task_id > 0:
             self.grow(f"task{task.task_id}")
