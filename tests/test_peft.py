@@ -345,20 +345,21 @@ def test_olora_applies_every_adapter_and_trains_only_the_newest(digits_streams):
 
 
 # ---------------------------------------------------------------------- state
-@pytest.mark.parametrize("spec, scenario", [("lora", "class"), ("lora-tasks", "task"),
-                                            ("olora", "class"), ("lora+ewc", "class")])
-def test_transformer_state_round_trip_continues_identically(spec, scenario):
+@pytest.mark.parametrize("kind, spec, scenario", [
+    ("bert", "lora", "class"), ("bert", "lora-tasks", "task"), ("bert", "olora", "class"),
+    ("bert", "lora+ewc", "class"), ("llama", "olora", "class"), ("llama", "lora-tasks", "task")])
+def test_transformer_state_round_trip_continues_identically(kind, spec, scenario):
     stream = token_stream(scenario, tasks=3)
     # the exact Fisher's per-sample gradients (vmap) cannot run through transformers' masks
     settings = {"fisher_estimator": "batched"} if "ewc" in spec else {}
-    uninterrupted = transformer_learner("bert", spec, stream, **settings)
+    uninterrupted = transformer_learner(kind, spec, stream, **settings)
     for task in stream:
         uninterrupted.learn(task)
-    first_part = transformer_learner("bert", spec, stream, **settings)
+    first_part = transformer_learner(kind, spec, stream, **settings)
     first_part.learn(stream[0])
     first_part.learn(stream[1])
     state = safe_roundtrip(first_part.state_dict())
-    resumed = transformer_learner("bert", spec, stream, seed=123, **settings)
+    resumed = transformer_learner(kind, spec, stream, seed=123, **settings)
     resumed.load_state_dict(state)
     resumed.learn(stream[2])
     assert_same_model(uninterrupted, resumed, stream.tasks, spec)
