@@ -112,6 +112,26 @@ MUTANTS = [  # (what is switched off, file, line(s), replacement, tests that mus
      '        gained = {n: (self.path[n] / ((end[n] - self.task_start[n]).square() + self.xi))'
      '.clamp_min(0)\n                  for n in end}',
      'tests/test_regularization.py -k si_clips'),
+    ('lora base weights left trainable', S + 'peft/adapters.py',
+     '        p.requires_grad_(False)\n    for p in lora_',
+     '        p.requires_grad_(True)\n    for p in lora_',
+     'tests/test_peft.py -k lora_training_changes_only'),
+    ('lora-tasks ignores the task id', S + 'peft/lora_tasks.py',
+     '        choice = task_ids.clamp(max=len(self.adapters) - 1)',
+     '        choice = torch.full_like(task_ids, len(self.adapters) - 1)',
+     'tests/test_peft.py -k lora_tasks_keeps_earlier'),
+    ('lora-tasks head rows not frozen', S + 'peft/lora_tasks.py',
+     '        if self._gate is not None:\n            self._gate.restore()',
+     '        pass',
+     'tests/test_peft.py -k lora_tasks_keeps_earlier_tasks_bit_identical[mlp]'),
+    ('olora no orthogonality', S + 'peft/olora.py',
+     '    return torch.stack([(a @ b.T).abs().sum()',
+     '    return 0 * torch.stack([(a @ b.T).abs().sum()',
+     'tests/test_peft.py -k olora_p'),
+    ('olora applies only the newest adapter', S + 'peft/olora.py',
+     '        return list(self.adapters)',
+     '        return self.adapters[-1:]',
+     'tests/test_peft.py -k olora_applies'),
 ]
 
 

@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import torch
 
 from forgetless.data.stream import Stream
 from forgetless.learner import Learner
 from forgetless.models import build_model
 from forgetless.strategies import STRATEGIES, build_strategy
+
+
+def skip_unless_installed(name: str) -> None:
+    """Skip a test of a strategy whose optional packages (``requires_packages``, e.g. peft for
+    the LoRA strategies, from the ``[llm]`` extra) are not installed."""
+    for package in getattr(STRATEGIES.get(name), "requires_packages", ()):
+        pytest.importorskip(package)
 
 
 def serves(cls, scenario: str) -> bool:

@@ -17,7 +17,13 @@ from forgetless.data.stream import Stream
 from forgetless.errors import ConfigurationError, DataError
 from forgetless.learner import Learner
 from forgetless.strategies import STRATEGIES
-from strategy_helpers import assert_same_model, first_served_scenario, learner_for, small_stream
+from strategy_helpers import (
+    assert_same_model,
+    first_served_scenario,
+    learner_for,
+    skip_unless_installed,
+    small_stream,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NEEDS_OLD_DATA = {"cumulative", "joint"}  # they train on past tasks' data themselves
@@ -25,6 +31,7 @@ NEEDS_OLD_DATA = {"cumulative", "joint"}  # they train on past tasks' data thems
 
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_saved_and_loaded_learner_continues_identically(digits_streams, tmp_path, name):
+    skip_unless_installed(name)
     torch.set_num_threads(1)
     stream = small_stream(digits_streams, first_served_scenario(name))
 

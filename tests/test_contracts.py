@@ -18,6 +18,7 @@ from strategy_helpers import (
     learner_for,
     safe_roundtrip,
     serves,
+    skip_unless_installed,
     small_stream,
     state_bytes,
 )
@@ -30,6 +31,7 @@ CASES = [(name, scenario) for name in STRATEGIES.names() for scenario in SCENARI
 
 @pytest.mark.parametrize("name, scenario", CASES)
 def test_runs_on_claimed_scenarios_and_refuses_the_rest(digits_streams, name, scenario):
+    skip_unless_installed(name)
     stream = small_stream(digits_streams, scenario)
     cls = STRATEGIES.get(name)
     if not serves(cls, scenario):
@@ -54,6 +56,7 @@ def test_runs_on_claimed_scenarios_and_refuses_the_rest(digits_streams, name, sc
 
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_state_restored_mid_stream_continues_identically(digits_streams, name):
+    skip_unless_installed(name)
     stream = small_stream(digits_streams, first_served_scenario(name))
 
     uninterrupted = learner_for(name, stream)

@@ -14,7 +14,7 @@ from forgetless.errors import TrainingDivergedError
 from forgetless.learner import Learner
 from forgetless.models import build_model
 from forgetless.strategies import STRATEGIES, Strategy, build_strategy
-from strategy_helpers import serves
+from strategy_helpers import serves, skip_unless_installed
 
 CASES = [(name, scenario) for name in STRATEGIES.names()
          for scenario in ("task", "domain", "class") if serves(STRATEGIES.get(name), scenario)]
@@ -26,6 +26,7 @@ def test_tuned_defaults_of_every_strategy_raise_no_false_alarm(digits_streams, n
     (domain-incremental) makes the total loss grow over the third task: a guard on the total
     loss at 10x raises a false alarm on ewc and online-ewc here (checked by hand), the
     cross-entropy guard does not (benchmarks/divergence_margins.py measures the margins)."""
+    skip_unless_installed(name)
     full = digits_streams[scenario]
     stream = Stream(full.tasks[:3], scenario, full.num_outputs)
     torch.manual_seed(0)
