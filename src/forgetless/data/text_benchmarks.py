@@ -198,3 +198,30 @@ def _answered_right(model_name: str, x: torch.Tensor, y: torch.Tensor) -> torch.
         hit = (model(xb).argmax(-1) == yb) | ~target
         hits.append(hit.all(1) & target.any(1))
     return torch.cat(hits)
+
+
+def fact_stream(tokenizer, tasks, answer_only: bool = True, name: str = "facts") -> Stream:
+    """A language-modelling stream of a user's own facts: ``tasks`` is a list of tasks, each a
+    list of (prompt, answer) pairs (answers start with a space: ``(" Paris")``); each task is
+    trained and scored on its own prompts (exact match of the greedy answer). Every sequence is
+    padded to one length, so replay can mix tasks."""
+    encoded = [_encode(tokenizer, [_Fact(*fact) for fact in facts], answer_only)
+               for facts in tasks]
+    if not encoded:
+        raise DataError("fact_stream needs at least one task of (prompt, answer) pairs.")
+    length = max(x.shape[1] for x, _ in encoded)
+    built = []
+    for i, pair in enumerate(encoded):
+        x, y = _padded(pair, length)
+        built.append(Task(i, x, y, x, y, (), description=f"{len(x)} facts ({i + 1})"))
+    return Stream(built, Scenario.DOMAIN, 0, name=name, objective="language_modelling")
+
+
+class _Fact(tuple):
+    """A (prompt, answer) pair with the names ``_encode`` reads."""
+
+    def __new__(cls, prompt: str, answer: str):
+        return super().__new__(cls, (prompt, answer))
+
+    prompt = property(lambda self: self[0])
+    answer = property(lambda self: self[1])

@@ -20,6 +20,7 @@ tries). Nothing is ever downloaded: ``HF_HUB_OFFLINE`` is set before transformer
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib.util
@@ -75,6 +76,25 @@ def locate(name: str) -> tuple[Path, str | None]:
     return folder, gguf
 
 
+@contextlib.contextmanager
+def _quiet_gguf_progress():
+    """transformers' GGUF reader draws a tqdm bar of its own, whatever its logging settings;
+    a run's output has its own progress, so that bar is switched off while loading."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - no gguf support in this transformers
+        yield
+        return
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is not None:
+        gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        if original is not None:
+            gguf_utils.tqdm = original
+
+
 @functools.lru_cache(maxsize=2)
 def _load(name: str):
     transformers = transformers_module()
@@ -84,15 +104,8 @@ def _load(name: str):
     causal = any(a.endswith("ForCausalLM") for a in (config.architectures or [])) or gguf
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **extra)
     auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantisation draws its own progress bar
-    try:
+    with _quiet_gguf_progress():
         model = auto.from_pretrained(folder, dtype=torch.float32, **extra)
-    finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE")
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
     return model.eval(), tokenizer, bool(causal)
 
 

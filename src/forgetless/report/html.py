@@ -33,6 +33,8 @@ FAMILY_NOTES = {
     "replay": "rehearse stored or generated samples of old tasks",
     "architecture": "give each task its own parameters and freeze old ones",
     "weight-space": "interpolate or merge whole weight vectors after each task; stores no data",
+    "parameter-efficient": "train small added adapters (LoRA) and freeze the pretrained weights",
+    "frozen-features": "classify a frozen pretrained model's features; no gradient step at all",
     "hybrid": "compositions of several strategies",
 }
 

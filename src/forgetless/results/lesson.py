@@ -46,10 +46,14 @@ BYTES_PER_PARAMETER = 4
 FAMILY_SUBJECT = {"regularization": "Regularization", "replay": "Replay",
                   "architecture": "Dynamic architecture", "hybrid": "A hybrid",
                   "weight-space": "Weight-space editing",
+                  "parameter-efficient": "Parameter-efficient fine-tuning",
+                  "frozen-features": "A frozen-feature learner",
                   "baseline": "A baseline"}
 FAMILY_PLURAL = {"regularization": "regularizers", "replay": "replay methods",
                  "architecture": "dynamic architectures", "hybrid": "hybrids",
                  "weight-space": "weight-space methods",
+                 "parameter-efficient": "adapter methods",
+                 "frozen-features": "frozen-feature learners",
                  "baseline": "baselines"}
 
 

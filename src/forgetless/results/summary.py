@@ -32,8 +32,8 @@ from forgetless.tables import (
     wrap,
 )
 
-FAMILY_ORDER = ("baseline", "regularization", "replay", "architecture", "weight-space",
-                "hybrid")
+FAMILY_ORDER = ("baseline", "regularization", "replay", "architecture", "parameter-efficient",
+                "weight-space", "frozen-features", "hybrid")
 SCENARIO_ORDER = ("task", "domain", "class")
 METRICS = ("acc", "forgetting", "bwt", "fwt")
 #: Strategies that keep all data seen (or to come): references to compare with, never a winner.
