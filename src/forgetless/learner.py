@@ -67,8 +67,10 @@ class Learner:
     """Trains one model on a stream of tasks with a strategy.
 
     Budget per task: ``epochs`` passes over the task's training data, or exactly ``iterations``
-    optimiser steps when given. The optimiser (``adam`` or ``sgd``) is rebuilt at every task
-    unless ``reset_optimizer=False``, and always when the set of trainable parameters changes.
+    optimiser steps when given; none for a strategy that does not train the model
+    (``trains_model = False``: frozen-feature learners). The optimiser (``adam`` or ``sgd``) is
+    rebuilt at every task unless ``reset_optimizer=False``, and always when the set of trainable
+    parameters changes.
     One ``seed`` fixes the order of batches and every sampler a strategy draws from
     ``learner.generator``.
     """
@@ -237,7 +239,7 @@ class Learner:
         self._visited = None  # a new task: every sample is new again
         self.output_mask.mark_seen(torch.cat([data.task_ids, task.task_ids[:1]]))
         self._prepare_optimizer()
-        steps = self.budget(len(data.x))
+        steps = self.budget(len(data.x)) if self.strategy.trains_model else 0
         self.run_steps(data, steps, desc=f"task {task.task_id + 1}/{len(self.stream_tasks)}")
         self.strategy.after_task(task)
         self.tasks_learned.append(task.task_id)

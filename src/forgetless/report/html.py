@@ -32,6 +32,7 @@ FAMILY_NOTES = {
     "regularization": "penalise moving weights that mattered for old tasks; stores no data",
     "replay": "rehearse stored or generated samples of old tasks",
     "architecture": "give each task its own parameters and freeze old ones",
+    "frozen-features": "never train the model; classify its features by per-class statistics",
     "hybrid": "compositions of several strategies",
 }
 

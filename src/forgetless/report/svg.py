@@ -19,7 +19,7 @@ import math
 from html import escape
 
 FAMILY_COLORS = {"baseline": "#6b7280", "regularization": "#2563eb", "replay": "#ea580c",
-                 "architecture": "#16a34a", "hybrid": "#9333ea"}
+                 "architecture": "#16a34a", "frozen-features": "#0d9488", "hybrid": "#9333ea"}
 TASK_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f", "#bcbd22", "#17becf")
 #: Marker shapes, in the order strategies of one family (or tasks of one stream) take them.

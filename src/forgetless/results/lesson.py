@@ -45,9 +45,11 @@ BYTES_PER_PARAMETER = 4
 
 FAMILY_SUBJECT = {"regularization": "Regularization", "replay": "Replay",
                   "architecture": "Dynamic architecture", "hybrid": "A hybrid",
+                  "frozen-features": "A frozen-feature learner",
                   "baseline": "A baseline"}
 FAMILY_PLURAL = {"regularization": "regularizers", "replay": "replay methods",
                  "architecture": "dynamic architectures", "hybrid": "hybrids",
+                 "frozen-features": "frozen-feature learners",
                  "baseline": "baselines"}
 
 

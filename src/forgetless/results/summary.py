@@ -32,7 +32,8 @@ from forgetless.tables import (
     wrap,
 )
 
-FAMILY_ORDER = ("baseline", "regularization", "replay", "architecture", "hybrid")
+FAMILY_ORDER = ("baseline", "regularization", "replay", "architecture", "frozen-features",
+                "hybrid")
 SCENARIO_ORDER = ("task", "domain", "class")
 METRICS = ("acc", "forgetting", "bwt", "fwt")
 #: Strategies that keep all data seen (or to come): references to compare with, never a winner.

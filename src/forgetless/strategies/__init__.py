@@ -17,7 +17,8 @@ from forgetless.strategies.composite import Composite
 
 STRATEGIES: Registry = Registry("strategy", discover="forgetless.strategies")
 
-FAMILIES = ("baseline", "regularization", "architecture", "replay", "hybrid")
+FAMILIES = ("baseline", "regularization", "architecture", "replay", "frozen-features",
+            "hybrid")
 
 __all__ = ["STRATEGIES", "Batch", "Composite", "Footprint", "Strategy", "TrainingData",
            "build_strategy", "canonical_spec", "register", "resolve_hyperparameters",

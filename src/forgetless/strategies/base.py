@@ -145,6 +145,9 @@ class Strategy:
     #: True for strategies that train over the whole head in class-incremental runs instead of
     #: the classes seen so far (``models.heads``); every other scenario masks as usual.
     trains_whole_head: ClassVar[bool] = False
+    #: False for strategies that never train the model (frozen-feature learners: NCM, SLDA,
+    #: RanPAC): the Learner takes no optimiser steps; the task hooks and ``predict`` still run.
+    trains_model: ClassVar[bool] = True
     #: Hyper-parameters that change which published method this is: a non-default value is
     #: shown in the strategy's label in every table and report (``agem(memory_strength=0.5)``).
     labelled_hyperparameters: ClassVar[tuple[str, ...]] = ()

@@ -76,6 +76,10 @@ class Composite(Strategy):
         return any(p.trains_whole_head for p in self.parts)
 
     @property
+    def trains_model(self) -> bool:  # type: ignore[override]
+        return any(p.trains_model for p in self.parts)
+
+    @property
     def family(self) -> str:  # type: ignore[override]
         families = {p.family for p in self.parts} - {"baseline"}
         if len(self.parts) == 1:
