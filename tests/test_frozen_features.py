@@ -7,7 +7,11 @@ measurably help."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -275,3 +279,15 @@ def test_ranpac_random_projection_beats_plain_ridge(digits_streams, pretrained):
     _, projected = fitted(model, stream, "ranpac")
     _, plain = fitted(model, stream, "ranpac", {"projection_size": 0})
     assert class_acc(projected) >= class_acc(plain) + 0.015
+
+
+def test_the_documented_example_prints_the_figure_it_states():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "frozen_features.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    stated = re.search(r"# (\d\.\d{3});", code).group(1)
+    printed = io.StringIO()
+    namespace: dict = {}
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "docs/frozen_features.md", "exec"), namespace)  # noqa: S102
+    assert printed.getvalue().strip() == stated
+    assert namespace["fit"].steps == [0] * 5
