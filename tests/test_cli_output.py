@@ -99,8 +99,8 @@ def test_dry_run_prints_the_plan_and_a_time_estimate_and_creates_nothing(tmp_pat
     monkeypatch.setenv("COLUMNS", "100")
     status, out, err = run_cli(capsys, "compare", "--dry-run")
     assert status == 0, err
-    assert out.startswith("plan: 156 runs on split mnist")
-    assert re.search(r"class-incremental: 17 strategies x 3 seeds: .*generative-replay", out,
+    assert out.startswith("plan: 183 runs on split mnist")
+    assert re.search(r"class-incremental: 20 strategies x 3 seeds: .*generative-replay", out,
                      re.S)
     assert re.search(r"on 2 worker\(s\): about \d+:\d\d on an idle machine", out)
     assert list(tmp_path.iterdir()) == []  # no store, no report
