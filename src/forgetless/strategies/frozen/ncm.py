@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
 from forgetless.strategies.frozen.common import FrozenFeatureStrategy
 
@@ -23,8 +24,10 @@ class NearestClassMean(FrozenFeatureStrategy):
 
     def __init__(self, cosine: bool = True):
         """cosine: compare by cosine similarity (SimpleCIL) rather than Euclidean distance."""
+        if not isinstance(cosine, bool):
+            raise ConfigurationError(f"cosine must be true or false, got {cosine!r}.")
         super().__init__()
-        self.cosine = bool(cosine)
+        self.cosine = cosine
 
     def fit_classifier(self) -> torch.Tensor:
         """The prototypes [classes, features]."""

@@ -45,12 +45,14 @@ class RanPAC(FrozenFeatureStrategy):
         """projection_size: M, the width of the random projection (0: none, plain ridge).
         ridge: the ridge lambda; None chooses it after each task as the paper does.
         projection_seed: seed of the random projection (regenerated, never stored)."""
-        if not isinstance(projection_size, int) or projection_size < 0:
+        if isinstance(projection_size, bool) or not isinstance(projection_size, int) \
+                or projection_size < 0:
             raise ConfigurationError(
                 f"projection_size must be a whole number >= 0, got {projection_size!r}.")
-        if ridge is not None and not ridge > 0:
-            raise ConfigurationError(f"ridge must be positive (or None: chosen per task), got "
-                                     f"{ridge!r}.")
+        if ridge is not None and (isinstance(ridge, bool) or not isinstance(ridge, (int, float))
+                                  or not ridge > 0):
+            raise ConfigurationError(f"ridge must be a positive number (leave it unset to "
+                                     f"choose it per task), got {ridge!r}.")
         super().__init__()
         self.projection_size = projection_size
         self.fixed_ridge = None if ridge is None else float(ridge)

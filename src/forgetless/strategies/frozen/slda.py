@@ -29,7 +29,8 @@ class StreamingLDA(FrozenFeatureStrategy):
     def __init__(self, shrinkage: float = 1e-4):
         """shrinkage: weight of the identity mixed into the covariance before it is inverted
         (the paper's 1e-4); 1 gives nearest class mean by Euclidean distance."""
-        if not 0 < shrinkage <= 1:
+        if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float)) \
+                or not 0 < shrinkage <= 1:
             raise ConfigurationError(f"shrinkage must be in (0, 1], got {shrinkage!r}.")
         super().__init__()
         self.shrinkage = float(shrinkage)
