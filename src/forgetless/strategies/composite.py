@@ -77,6 +77,8 @@ class Composite(Strategy):
 
     @property
     def trains_model(self) -> bool:  # type: ignore[override]
+        """The model trains if any part trains it (``ncm+ewc``: NCM's means of moving
+        features)."""
         return any(p.trains_model for p in self.parts)
 
     @property
