@@ -89,8 +89,10 @@ class Learner:
     """Trains one model on a stream of tasks with a strategy.
 
     Budget per task: ``epochs`` passes over the task's training data, or exactly ``iterations``
-    optimiser steps when given. The optimiser (``adam`` or ``sgd``) is rebuilt at every task
-    unless ``reset_optimizer=False``, and always when the set of trainable parameters changes.
+    optimiser steps when given; none for a strategy that does not train the model
+    (``trains_model = False``: frozen-feature learners). The optimiser (``adam`` or ``sgd``) is
+    rebuilt at every task unless ``reset_optimizer=False``, and always when the set of trainable
+    parameters changes.
     One ``seed`` fixes the order of batches and every sampler a strategy draws from
     ``learner.generator``.
     """

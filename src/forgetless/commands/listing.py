@@ -12,9 +12,8 @@ def list_() -> None:
     """List benchmarks, sources, models and strategies with what each strategy needs."""
     from forgetless.data.benchmarks import BENCHMARKS
     from forgetless.data.sources import SOURCES
-    from forgetless.experiments.compare import default_strategies
     from forgetless.models import MODELS
-    from forgetless.results.summary import SCENARIO_ORDER, yes_no
+    from forgetless.results.summary import SCENARIO_ORDER, family_rank, yes_no
     from forgetless.strategies import STRATEGIES
     from forgetless.tables import format_table, table_width, terminal_width, wrap
 
@@ -27,7 +26,8 @@ def list_() -> None:
     click.echo("\nstrategies:")
     headers = ["strategy", "family", "scenarios", "raw", "tid", "what it does"]
     rows = []
-    for name in default_strategies():
+    for name in sorted(STRATEGIES.names(),
+                       key=lambda n: (family_rank(STRATEGIES.get(n).family), n)):
         cls = STRATEGIES.get(name)
         served = [s for s in SCENARIO_ORDER if s in cls.scenarios]
         rows.append([name, cls.family, "all" if len(served) == 3 else ",".join(served),

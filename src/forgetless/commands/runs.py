@@ -30,7 +30,8 @@ def run_filters(function):
     options = [
         click.option("--strategy", "strategies", multiple=True, help="Strategy name(s)."),
         click.option("--family", "families", multiple=True,
-                     help="baseline, regularization, replay, architecture or hybrid."),
+                     help="baseline, regularization, replay, architecture, parameter-"
+                     "efficient, weight-space, frozen-features or hybrid."),
         click.option("--scenario", "scenarios", multiple=True, help="task, domain or class."),
         click.option("--benchmark", "benchmarks", multiple=True, help="split, permuted, ..."),
         click.option("--source", "sources", multiple=True, help="mnist, digits, ..."),

@@ -74,11 +74,19 @@ def serves_objective(spec: str, objective: str, registry=None) -> bool:
     return all(objective in registry.get(n).objectives for n in _parts(spec))
 
 
-def default_strategies(registry=None) -> list[str]:
-    """Every registered strategy, baselines first, then by family and name."""
+def default_strategies(registry=None, benchmark: str | None = None) -> list[str]:
+    """Every registered strategy that fits ``benchmark``, baselines first, then by family and
+    name: on an image benchmark (or none named) those that train from scratch; on a text
+    benchmark (a pretrained model) those that serve one."""
     registry = registry or _registry()
+    text = benchmark is not None and getattr(BENCHMARKS.get(benchmark), "needs_model", False)
+
+    def fits(cls) -> bool:
+        return cls.serves_pretrained if text else not cls.meant_for_pretrained
+
     return [name for name, cls in sorted(registry.items(),
-                                         key=lambda kv: (family_rank(kv[1].family), kv[0]))]
+                                         key=lambda kv: (family_rank(kv[1].family), kv[0]))
+            if fits(cls)]
 
 
 def settings_for(spec: str, settings: dict) -> dict:
@@ -122,7 +130,8 @@ def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
 
     explicit = strategies is not None
     names = list(dict.fromkeys(canonical_spec(n) for n in (strategies if explicit
-                                                           else default_strategies())))
+                                                           else default_strategies(
+                                                               benchmark=base.benchmark))))
     if references:
         names = [n for n in REFERENCE_STRATEGIES if n not in names] + names
     excluded = {canonical_spec(n) for n in exclude}

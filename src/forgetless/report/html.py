@@ -34,7 +34,7 @@ FAMILY_NOTES = {
     "architecture": "give each task its own parameters and freeze old ones",
     "weight-space": "interpolate or merge whole weight vectors after each task; stores no data",
     "parameter-efficient": "train small added adapters (LoRA) and freeze the pretrained weights",
-    "frozen-features": "classify a frozen pretrained model's features; no gradient step at all",
+    "frozen-features": "never train the model; classify its features by per-class statistics",
     "hybrid": "compositions of several strategies",
 }
 

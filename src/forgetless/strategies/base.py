@@ -147,6 +147,17 @@ class Strategy:
     #: True for strategies that train over the whole head in class-incremental runs instead of
     #: the classes seen so far (``models.heads``); every other scenario masks as usual.
     trains_whole_head: ClassVar[bool] = False
+    #: False for strategies that never train the model (frozen-feature learners: NCM, SLDA,
+    #: RanPAC): the Learner takes no optimiser steps; the task hooks and ``predict`` still run.
+    trains_model: ClassVar[bool] = True
+    #: Methods designed for a pretrained model (adapters, weight merging, frozen features): the
+    #: default comparison on the image benchmarks, which train from scratch, leaves them out
+    #: (``--strategies`` still runs them); a text benchmark's includes them.
+    meant_for_pretrained: ClassVar[bool] = False
+    #: False for strategies built on the layers of forgetless's own MLP or images (PNN, PackNet,
+    #: HAT, generative replay, GDumb's re-initialisation): a text benchmark's default
+    #: comparison leaves them out.
+    serves_pretrained: ClassVar[bool] = True
     #: Hyper-parameters that change which published method this is: a non-default value is
     #: shown in the strategy's label in every table and report (``agem(memory_strength=0.5)``).
     labelled_hyperparameters: ClassVar[tuple[str, ...]] = ()
@@ -155,9 +166,6 @@ class Strategy:
     objectives: ClassVar[frozenset[str]] = frozenset({"classification"})
     #: Why a language model is refused, for strategies that do not serve one.
     why_not_objective: ClassVar[str] = ""
-    #: False for learners that never update the model by gradient (frozen-feature learners):
-    #: the Learner then takes no optimiser steps; ``before_task``/``after_task`` still run.
-    trains_model: ClassVar[bool] = True
 
     learner: Learner
 

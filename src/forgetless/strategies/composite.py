@@ -68,10 +68,6 @@ class Composite(Strategy):
         return " ".join(p.why_not_objective for p in self.parts if p.why_not_objective)
 
     @property
-    def trains_model(self) -> bool:  # type: ignore[override]
-        return any(p.trains_model for p in self.parts)
-
-    @property
     def needs_task_id(self) -> bool:  # type: ignore[override]
         return any(p.needs_task_id for p in self.parts)
 
@@ -86,6 +82,12 @@ class Composite(Strategy):
     @property
     def trains_whole_head(self) -> bool:  # type: ignore[override]
         return any(p.trains_whole_head for p in self.parts)
+
+    @property
+    def trains_model(self) -> bool:  # type: ignore[override]
+        """The model trains if any part trains it (``ncm+ewc``: NCM's means of moving
+        features)."""
+        return any(p.trains_model for p in self.parts)
 
     @property
     def family(self) -> str:  # type: ignore[override]

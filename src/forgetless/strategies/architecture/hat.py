@@ -87,6 +87,8 @@ class GatedMLP(nn.Module):
 class HardAttentionToTheTask(Strategy):
     """Hard Attention to the Task: task embeddings gate hidden units; gradients to units used
     by earlier tasks are blocked (Serra and coauthors 2018; MLP models only)."""
+    serves_pretrained = False
+
 
     family = "architecture"
     scenarios = frozenset({"task"})

@@ -44,6 +44,8 @@ IDLE, TRAINING, FINETUNING = "idle", "training", "fine-tuning"
 class PackNet(Strategy):
     """PackNet: after each task prune its weights by magnitude, fine-tune, freeze; task t uses
     only the weights of tasks <= t."""
+    serves_pretrained = False
+
 
     family = "architecture"
     scenarios = frozenset({"task"})

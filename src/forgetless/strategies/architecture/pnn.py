@@ -98,6 +98,8 @@ class ProgressiveColumns(nn.Module):
 class ProgressiveNeuralNetworks(Strategy):
     """Progressive Neural Networks: a new column per task with lateral adapters from every
     earlier column; earlier columns frozen (Rusu and coauthors 2016; MLP models only)."""
+    serves_pretrained = False
+
 
     family = "architecture"
     scenarios = frozenset({"task"})

@@ -174,6 +174,8 @@ class LoraStrategy(Strategy):
     """Base of the LoRA strategies: the options every one takes, the targets resolved once in
     ``setup`` (before any adapter renames the layers), and ``grow``, which adds an adapter,
     applies the ones ``applied_in_training`` names and trains only the new one (and the head)."""
+    meant_for_pretrained = True
+
 
     family = "parameter-efficient"
     objectives = frozenset({"classification", "language_modelling"})

@@ -53,6 +53,8 @@ def greedy_class_balanced(labels: list[int], capacity: int,
 class GDumb(MemoryStrategy):
     """Greedy class-balanced memory; a fresh model trained on the memory only (Prabhu et al.
     2020)."""
+    serves_pretrained = False
+
 
     def __init__(self, buffer_size: int = 500):
         """buffer_size: samples held in memory (all classes together; the paper's k)."""

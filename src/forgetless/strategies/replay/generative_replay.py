@@ -66,6 +66,8 @@ class GenerativeMemory:
 @register("generative-replay")
 class GenerativeReplay(Strategy):
     """Replay of generated samples labelled by the previous model (Shin et al. 2017)."""
+    serves_pretrained = False
+
 
     family = "replay"
     stores_raw_data = False

@@ -57,6 +57,8 @@ def magmax_update(best: Tensors | None, tau: Tensors) -> Tensors:
 class Merge(Strategy):
     """Task-vector merging after every task: MagMax (default) or the average of the task
     vectors (Ilharco et al. 2023; Marczak et al. 2024); task-agnostic."""
+    meant_for_pretrained = True
+
 
     family = "weight-space"
     scenarios = ALL_SCENARIOS

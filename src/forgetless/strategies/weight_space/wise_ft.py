@@ -33,6 +33,8 @@ from forgetless.strategies.weight_space.task_vectors import (
 class WiseFT(Strategy):
     """Weight-space interpolation toward the stream's starting weights after every task
     (Wortsman et al. 2022); task-agnostic."""
+    meant_for_pretrained = True
+
 
     family = "weight-space"
     scenarios = ALL_SCENARIOS
