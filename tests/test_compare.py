@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fake_runs import BOUNDS, TINY, TINY_ARGS, run_cli
+from forgetless.config import RunConfig
 from forgetless.errors import ConfigurationError
 from forgetless.experiments.compare import compare, execute, plan, planned_run_id, served_scenarios
 from forgetless.experiments.runner import run
@@ -44,6 +45,8 @@ def test_the_plan_covers_every_registered_strategy_in_each_scenario_it_serves():
     assert len(planned) == len(configs)
     for name, cls in STRATEGIES.items():
         served = {s for s in cls.scenarios if not cls.needs_task_id or s == "task"}
+        if cls.meant_for_pretrained:  # adapters, merging, frozen features: not from scratch
+            served = set()
         assert {(s, seed) for n, s, seed in planned if n == name} == {
             (s, seed) for s in served for seed in (0, 1)}, name
     assert served_scenarios("naive+cumulative") == ["task", "domain", "class"]
@@ -55,6 +58,20 @@ def test_the_plan_covers_every_registered_strategy_in_each_scenario_it_serves():
         plan(TINY, strategies=BOUNDS, settings={"lamda": 1})
     with pytest.raises(ConfigurationError, match="unknown strategy 'ewk'"):
         plan(TINY, strategies=["ewk"])
+
+
+def test_a_text_benchmark_plans_what_serves_its_model_in_its_scenarios():
+    knowledge = plan(RunConfig(benchmark="knowledge", model="tiny-lm", scenario="domain"),
+                     seeds=[0])
+    names = {c.strategy for c in knowledge}
+    assert {"naive", "ewc", "lwf", "er", "derpp", "lora", "wise-ft", "merge"} <= names
+    assert not names & {"icarl", "er-ace", "pnn", "generative-replay", "ncm"}
+    assert {c.scenario for c in knowledge} == {"domain"}
+    with pytest.raises(ConfigurationError, match="cannot learn the knowledge benchmark"):
+        plan(RunConfig(benchmark="knowledge", model="tiny-lm"), strategies=["icarl"])
+    topics = plan(RunConfig(benchmark="topics", model="tiny-encoder"), seeds=[0])
+    assert {"ncm", "slda", "ranpac", "icarl", "lora"} <= {c.strategy for c in topics}
+    assert not {c.strategy for c in topics} & {"pnn", "hat", "packnet", "generative-replay"}
 
 
 def test_the_planned_run_id_is_the_id_the_run_gets():

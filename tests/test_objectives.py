@@ -168,6 +168,7 @@ def topic_stream(model) -> Stream:
 
 
 def test_a_text_encoder_classifies_token_ids_through_the_same_loop():
+    torch.manual_seed(0)  # BERT's dropout draws from the global RNG (as the runner seeds it)
     model = build_model("tiny-encoder", None, 4, seed=0)
     result = Learner(model, None, epochs=30, batch_size=8, lr=3e-3, progress=False).fit(
         topic_stream(model))
@@ -187,3 +188,19 @@ def test_a_learner_that_does_not_train_takes_no_steps_and_leaves_the_weights():
     result = Learner(model, Frozen(), epochs=3, progress=False).fit(topic_stream(model))
     assert result.steps == [0, 0]
     assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["ewc", "mas", "online-ewc"])
+def test_importances_of_a_text_encoder_are_taken_sample_by_sample(name):
+    """torch.func cannot vectorise a transformer over samples; the per-sample loop gives every
+    trainable parameter an importance, with the default estimator, and the run completes."""
+    model = build_model("tiny-encoder", None, 4, seed=0)
+    learner = Learner(model, build_strategy(name, {}), epochs=2, batch_size=8, lr=1e-3,
+                      progress=False)
+    result = learner.fit(topic_stream(model))
+    part = learner.strategy.parts[0]
+    importance = part.importance if name == "mas" else part.fishers[-1]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(importance) == trainable
+    assert sum(float(v.sum()) for v in importance.values()) > 0
+    assert len(result.accuracy_matrix) == 2

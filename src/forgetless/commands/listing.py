@@ -33,7 +33,7 @@ def list_() -> None:
         rows.append([name, cls.family, "all" if len(served) == 3 else ",".join(served),
                      yes_no(cls.stores_raw_data), yes_no(cls.needs_task_id), first_sentence(cls)])
     indent = table_width(headers[:-1], [r[:-1] for r in rows]) + 2
-    room = max(width - indent, 20)  # the description wraps in what the terminal has left
+    room = max(width - indent, 12)  # the description wraps in what the terminal has left
     wrapped = [textwrap.wrap(row[-1], room) or [""] for row in rows]
     lines = format_table(headers, [r[:-1] + [w[0]] for r, w in zip(rows, wrapped, strict=True)],
                          align="llllll").split("\n")

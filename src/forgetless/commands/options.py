@@ -53,7 +53,9 @@ def benchmark_defaults(benchmark: str) -> dict:
 
     if benchmark not in BENCHMARKS and benchmark.lower() not in BENCHMARKS:
         return {}  # an unknown name is refused, with a suggestion, where the config is used
-    return dict(getattr(BENCHMARKS.get(benchmark), "defaults", {}))
+    fields = RunConfig.__dataclass_fields__
+    return {k: v for k, v in getattr(BENCHMARKS.get(benchmark), "defaults", {}).items()
+            if k in fields}
 
 
 def config_from_options(base: RunConfig | None = None, *, strategy=None, settings=(),

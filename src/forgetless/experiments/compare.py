@@ -138,8 +138,9 @@ def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
     names = [n for n in names if n not in excluded]
     if not names:
         raise ConfigurationError("no strategies to compare; e.g. --strategies ewc,er.")
-    wanted = [Scenario.parse(s).value for s in (scenarios or SCENARIO_ORDER)]
     builder = BENCHMARKS.get(base.benchmark)
+    wanted = [Scenario.parse(s).value for s in (
+        scenarios or getattr(builder, "defaults", {}).get("compare_scenarios", SCENARIO_ORDER))]
     offered = getattr(builder, "scenarios", SCENARIO_ORDER)
     objective = getattr(builder, "objective", "classification")
     if not any(s in offered for s in wanted):

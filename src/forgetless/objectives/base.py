@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from forgetless.strategies.base import evaluating
+
 if TYPE_CHECKING:  # pragma: no cover
     from forgetless.data.stream import Task
     from forgetless.learner import Learner
@@ -58,3 +60,34 @@ class Objective:
     def logit_matching(self, student: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
         """DER++'s distance between the current logits and the stored ones."""
         return torch.nn.functional.mse_loss(student, stored)
+
+
+def per_sample_importance(learner: Learner, task: Task, num_samples: int | None,
+                          generator: torch.Generator, reduce, objective,
+                          per_batch: bool = False) -> dict[str, torch.Tensor]:
+    """Mean over samples (or over batches, ``per_batch``) of ``reduce(gradient)`` of
+    ``objective(logits, y, generator)`` per trainable parameter, one backward per sample, in
+    eval mode; ``.grad`` is left untouched. The path for models ``torch.func`` cannot
+    vectorise over samples (transformers: their attention masks branch on the data)."""
+    model = learner.model
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    x, y = task.train_x, task.train_y
+    if num_samples is not None and num_samples < x.shape[0]:
+        chosen = torch.randperm(x.shape[0], generator=generator)[:num_samples]
+        x, y = x[chosen], y[chosen]
+    step = learner.batch_size if per_batch else 1
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    count = 0
+    with evaluating(model):
+        for start in range(0, x.shape[0], step):
+            xb = x[start:start + step].to(learner.device)
+            yb = y[start:start + step].to(learner.device)
+            value = objective(learner.forward(xb, None), yb, generator)
+            if value is None:
+                continue
+            grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
+            for (name, _), g in zip(params.items(), grads, strict=True):
+                if g is not None:
+                    total[name] += reduce(g)
+            count += 1
+    return {n: v / max(1, count) for n, v in total.items()}

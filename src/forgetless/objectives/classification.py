@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from forgetless.errors import DataError
 from forgetless.models.heads import apply_mask
-from forgetless.objectives.base import Objective
+from forgetless.objectives.base import Objective, per_sample_importance
 
 
 class Classification(Objective):
@@ -38,6 +38,13 @@ class Classification(Objective):
                         generator):
         from forgetless.strategies.regularization.fisher import fisher_diagonal
 
+        if _token_inputs(task):  # a transformer: one backward per sample (no vmap)
+            row = _one_row(mask)
+            if estimator == "batched":
+                return per_sample_importance(learner, task, num_samples, generator,
+                                             torch.square, _nll(row, False), per_batch=True)
+            return per_sample_importance(learner, task, num_samples, generator, torch.square,
+                                         _nll(row, estimator in ("exact", "sampled")))
         return fisher_diagonal(learner.model, task, estimator, num_samples, chunk_size,
                                output_mask=mask, batch_size=learner.batch_size,
                                generator=generator)
@@ -45,6 +52,11 @@ class Classification(Objective):
     def output_sensitivity(self, learner, task, num_samples, chunk_size, mask, generator):
         from forgetless.strategies.regularization.fisher import mas_importance
 
+        if _token_inputs(task):
+            row = _one_row(mask)
+            return per_sample_importance(
+                learner, task, num_samples, generator, torch.abs,
+                lambda logits, y, g: (logits if row is None else logits * row).square().sum())
         return mas_importance(learner.model, task, num_samples, chunk_size, output_mask=mask,
                               generator=generator)
 
@@ -56,3 +68,27 @@ class Classification(Objective):
         old_log = F.log_softmax(apply_mask(teacher[:, None] / t, groups), dim=-1)
         kl = torch.where(groups, old_log.exp() * (old_log - new_log), 0.0)
         return t * t * kl.sum((1, 2)).mean()
+
+
+def _token_inputs(task) -> bool:
+    """Text inputs (token ids): the model is a transformer, which ``torch.func`` cannot
+    vectorise over samples, so importances are taken one sample at a time. For those, the
+    ``exact`` Fisher (one backward per class per sample) is estimated by one label sampled from
+    the model's prediction (the ``sampled`` estimator)."""
+    return not torch.is_floating_point(task.train_x)
+
+
+def _one_row(mask):
+    """A task's samples share one training mask row (task-incremental rows are per task)."""
+    return mask if mask is None or mask.ndim == 1 else mask[0]
+
+
+def _nll(mask, sampled: bool):
+    def objective(logits, y, generator):
+        log_p = F.log_softmax(apply_mask(logits, mask), dim=-1)
+        if sampled:
+            from forgetless.strategies.regularization.fisher import sample_labels
+
+            y = sample_labels(log_p.detach().exp(), generator)[:, 0]
+        return F.nll_loss(log_p, y, reduction="sum")
+    return objective

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from forgetless.data.text import IGNORE, PAD
 from forgetless.errors import ConfigurationError, DataError
-from forgetless.objectives.base import Objective
+from forgetless.objectives.base import Objective, per_sample_importance
 from forgetless.strategies.base import evaluating
 
 #: Logits DER++ keeps per token: the top-k of a 49k vocabulary (values and indices), not all.
@@ -74,18 +74,18 @@ class LanguageModelling(Objective):
     def fisher_diagonal(self, learner, task, estimator, num_samples, chunk_size, mask,
                         generator):
         if estimator == "batched":
-            return _accumulate(learner, task, num_samples, generator, torch.square,
+            return per_sample_importance(learner, task, num_samples, generator, torch.square,
                                _mean_token_nll, per_batch=True)
         if estimator in ("exact", "sampled"):
-            return _accumulate(learner, task, num_samples, generator, torch.square,
+            return per_sample_importance(learner, task, num_samples, generator, torch.square,
                                _sampled_token_nll)
         if estimator == "empirical":
-            return _accumulate(learner, task, num_samples, generator, torch.square,
+            return per_sample_importance(learner, task, num_samples, generator, torch.square,
                                _summed_token_nll)
         raise ConfigurationError(f"unknown Fisher estimator {estimator!r}.")
 
     def output_sensitivity(self, learner, task, num_samples, chunk_size, mask, generator):
-        return _accumulate(learner, task, num_samples, generator, torch.abs,
+        return per_sample_importance(learner, task, num_samples, generator, torch.abs,
                            _mean_squared_logit_norm)
 
     # ---- distillation (LwF) and stored logits (DER++)
@@ -115,16 +115,22 @@ class LanguageModelling(Objective):
 
 # ---------------------------------------------------------------- per-sequence objectives
 def _summed_token_nll(logits, y, generator):
+    if not bool((y != IGNORE).any()):
+        return None
     return F.cross_entropy(logits[0], y[0], ignore_index=IGNORE, reduction="sum")
 
 
 def _mean_token_nll(logits, y, generator):
+    if not bool((y != IGNORE).any()):
+        return None
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                            ignore_index=IGNORE)
 
 
 def _sampled_token_nll(logits, y, generator):
     target = y[0] != IGNORE
+    if not bool(target.any()):
+        return None
     probs = F.softmax(logits[0][target].detach(), dim=-1)
     drawn = torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)[:, 0]
     return F.cross_entropy(logits[0][target], drawn, reduction="sum")
@@ -132,31 +138,6 @@ def _sampled_token_nll(logits, y, generator):
 
 def _mean_squared_logit_norm(logits, y, generator):
     target = y[0] != IGNORE
+    if not bool(target.any()):
+        return None
     return logits[0][target].square().sum(-1).mean()
-
-
-def _accumulate(learner, task, num_samples, generator, reduce, objective, per_batch=False):
-    """Mean over sequences (or over batches, ``per_batch``) of ``reduce(gradient)`` of
-    ``objective`` per trainable parameter, in eval mode; ``.grad`` is left untouched."""
-    model = learner.model
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    x, y = task.train_x, task.train_y
-    if num_samples is not None and num_samples < x.shape[0]:
-        chosen = torch.randperm(x.shape[0], generator=generator)[:num_samples]
-        x, y = x[chosen], y[chosen]
-    step = learner.batch_size if per_batch else 1
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    count = 0
-    with evaluating(model):
-        for start in range(0, x.shape[0], step):
-            xb = x[start:start + step].to(learner.device)
-            yb = y[start:start + step].to(learner.device)
-            if not bool((yb != IGNORE).any()):
-                continue
-            value = objective(learner.forward(xb, None), yb, generator)
-            grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
-            for (name, _), g in zip(params.items(), grads, strict=True):
-                if g is not None:
-                    total[name] += reduce(g)
-            count += 1
-    return {n: v / max(1, count) for n, v in total.items()}
