@@ -206,3 +206,43 @@ def test_with_several_protocols_the_lesson_names_the_one_it_speaks_of():
     groups = worst_first(group_runs(other + class_runs()))
     assert [g.rows[0].label for g in groups][-1] == "naive"  # digits forgets less: last
     assert len(groups) == 2 and groups[0].protocol == found.protocol
+
+
+def lm_run(strategy, matrix, family="baseline"):
+    """A language-model run on a knowledge stream: task 0 is the prior skills (0.9 before
+    fine-tuning), tasks 1-2 new facts."""
+    run = fake_run(strategy, "domain", 0, family=family)
+    run.accuracy_matrix = matrix
+    run.untrained_accuracy = [0.9, 0.0, 0.0]
+    run.objective = "language_modelling"
+    return run
+
+
+def test_a_language_model_lesson_says_what_naive_keeps_of_the_prior_skills_and_who_keeps_more():
+    runs = [lm_run("naive", [[0.9, 0.0, 0.0], [0.4, 1.0, 0.0], [0.3, 0.5, 1.0]]),
+            # learns far less than naive: not a fair trade, not named
+            lm_run("wise-ft", [[0.9, 0.0, 0.0], [0.9, 0.2, 0.0], [0.9, 0.1, 0.2]],
+                   family="weight-space"),
+            lm_run("lora", [[0.9, 0.0, 0.0], [0.8, 1.0, 0.0], [0.75, 0.9, 0.9]],
+                   family="parameter-efficient")]
+    findings = lesson(runs).findings
+    assert ("Prior skills: the pretrained model answers 90.0% of its probes; naive fine-tuning "
+            "keeps 30.0% after the last task (60.0 points lost) while learning 100.0% of the "
+            "new facts.") in findings
+    assert ("Learning at least 90% of what naive learns, lora keeps the most: 75.0% of the "
+            "prior skills, learning 95.0%.") in findings
+
+
+def test_the_report_draws_a_language_model_comparison_on_the_learning_forgetting_plane():
+    from forgetless.report.html import render
+
+    runs = [lm_run("naive", [[0.9, 0.0, 0.0], [0.4, 1.0, 0.0], [0.3, 0.5, 1.0]]),
+            lm_run("lora", [[0.9, 0.0, 0.0], [0.8, 1.0, 0.0], [0.75, 0.9, 0.9]],
+                   family="parameter-efficient")]
+    page = render(runs)
+    assert "Learning against forgetting" in page
+    assert "lora after new task 2: learnt 90.0%, prior skills 75.0%" in page
+    assert "naive after new task 1: learnt 100.0%, prior skills 40.0%" in page
+    assert "the pretrained model: 90.0%" in page
+    classification = render([hand_run("naive", "class", 0, 0.0)])
+    assert "Learning against forgetting" not in classification

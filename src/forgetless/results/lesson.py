@@ -207,6 +207,36 @@ def _findings(group: Group, naive: Row | None, best: Row | None, only: bool) -> 
     return found
 
 
+def new_task_learning(row: Row) -> float:
+    """Mean score of tasks 1..T right after each is learnt (a pretrained model's new tasks;
+    task 0 is its prior skills)."""
+    m = row.mean_matrix
+    return sum(m[i][i] for i in range(1, len(m))) / max(1, len(m) - 1)
+
+
+def _prior_skills(group: Group, naive: Row | None) -> list[str]:
+    """For a pretrained language model (task 0 = its prior skills): what naive fine-tuning
+    keeps of them, and which method keeps the most while learning >= 90% of what naive learns
+    (the learning-forgetting trade-off)."""
+    rows = [r for r in group.rows if r.objective == "language_modelling" and r.untrained]
+    if naive is None or naive not in rows or len(naive.mean_matrix) < 2:
+        return []
+    prior = naive.untrained[0]
+    kept = naive.mean_matrix[-1][0]
+    learnt = new_task_learning(naive)
+    found = [f"Prior skills: the pretrained model answers {_pct(prior)} of its probes; naive "
+             f"fine-tuning keeps {_pct(kept)} after the last task ({100 * (prior - kept):.1f} "
+             f"points lost) while learning {_pct(learnt)} of the new facts."]
+    fair = [r for r in rows if not is_bound(r.strategy) and r is not naive
+            and new_task_learning(r) >= 0.9 * learnt]
+    if fair:
+        best = max(fair, key=lambda r: r.mean_matrix[-1][0])
+        found.append(f"Learning at least 90% of what naive learns, {best.label} keeps the most: "
+                     f"{_pct(best.mean_matrix[-1][0])} of the prior skills, learning "
+                     f"{_pct(new_task_learning(best))}.")
+    return found
+
+
 def _caveats(group: Group, naive: Row | None, ranked: list[Row]) -> list[str]:
     caveats = []
     if ranked and all(len(r.seeds) < 2 for r in ranked):
@@ -251,7 +281,8 @@ def lesson(runs: list[RunResult]) -> Lesson:
     same_protocol = [g for g in groups if g.protocol == worst.protocol]
     result = Lesson(scenario=worst.scenario, protocol=worst.protocol,
                     findings=_findings(worst, naive, ranked[0] if ranked else None,
-                                       only=len(same_protocol) == 1))
+                                       only=len(same_protocol) == 1)
+                    + _prior_skills(worst, naive))
     if len({g.protocol for g in groups}) > 1:
         result.findings[0] = result.findings[0][:-1] + f" (measured on {worst.description})."
     model_bytes = _model_bytes(worst, by_id)
