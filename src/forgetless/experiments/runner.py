@@ -114,8 +114,27 @@ def environment(device) -> dict:
             "device": str(device)}
 
 
+def reset_peak_rss() -> None:
+    """Start measuring peak memory afresh (Linux: the kernel's high-water mark is reset by
+    writing 5 to /proc/self/clear_refs), so a compare worker that trains many runs records each
+    run's own peak, not the largest of the runs before it. Elsewhere a no-op."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory since ``reset_peak_rss`` (Linux: VmHWM), else of this process so
+    far (``ru_maxrss``: Linux reports KiB, macOS bytes)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
@@ -135,6 +154,7 @@ def run(config: RunConfig, progress: bool | None = None, checkpoint_dir=None,
     if resume and not checkpoint_dir:
         raise ConfigurationError("--resume needs --checkpoint-dir, the folder of the "
                                  "checkpoints to continue from.")
+    reset_peak_rss()
     experiment = prepare(config, progress)
     if on_ready is not None:
         on_ready(experiment)
