@@ -20,8 +20,9 @@ FACTS = [[("Capital of Abx is", " Qo"), ("Capital of Brz is", " Wu")],
          [("Capital of Cdy is", " Ep"), ("Capital of Dfx is", " Ri")]]
 
 
-def lm_stream(model) -> Stream:
-    """Two tasks of two facts each, every sequence padded to one length."""
+def lm_stream(model, probe_first: bool = False) -> Stream:
+    """Two tasks of two facts each, every sequence padded to one length; ``probe_first``: a
+    first task with test data only (the knowledge benchmark's prior skills)."""
     encoded = [encode_language_modelling(model.tokenizer, [p for p, _ in f], [a for _, a in f])
                for f in FACTS]
     length = max(x.shape[1] for x, _ in encoded)
@@ -30,6 +31,11 @@ def lm_stream(model) -> Stream:
         x = torch.nn.functional.pad(x, (0, length - x.shape[1]), value=PAD)
         y = torch.nn.functional.pad(y, (0, length - y.shape[1]), value=IGNORE)
         tasks.append(Task(i, x, y, x, y, (), f"facts {i}"))
+    if probe_first:
+        x, y = tasks[0].test_x, tasks[0].test_y
+        tasks = [Task(0, x[:0], y[:0], x, y, (), "probes")] + [
+            Task(i + 1, t.train_x, t.train_y, t.test_x, t.test_y, (), t.description)
+            for i, t in enumerate(tasks)]
     return Stream(tasks, "domain", 0, objective="language_modelling")
 
 
@@ -86,12 +92,13 @@ def test_fine_tuning_a_language_model_learns_and_forgets():
 
 
 @pytest.mark.parametrize("name", ["ewc", "online-ewc", "si", "mas", "l2", "lwf", "er", "derpp",
-                                  "agem", "gem", "cumulative", "joint"])
+                                  "agem", "gem", "cumulative", "joint", "lora", "olora",
+                                  "wise-ft", "merge", "lora+er", "lora+ewc"])
 def test_strategies_that_serve_a_language_model_run_on_one(name):
     model = tiny_lm()
     result = Learner(model, build_strategy(name, {}), epochs=2, batch_size=2, lr=1e-3,
-                     progress=False).fit(lm_stream(model))
-    assert len(result.accuracy_matrix) == 2
+                     progress=False).fit(lm_stream(model, probe_first=True))
+    assert len(result.accuracy_matrix) == 3  # a probe task with nothing to train on, then two
     assert all(0 <= v <= 1 for row in result.accuracy_matrix for v in row)
 
 

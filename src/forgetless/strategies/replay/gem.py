@@ -107,6 +107,8 @@ class GEM(Strategy):
             torch.nn.utils.vector_to_parameters(projected, [p.grad for p in params])
 
     def after_task(self, task) -> None:
+        if task.train_x.shape[0] == 0:  # a task with nothing to remember (a probe task)
+            return
         memory = ReplayBuffer(self.memory_per_task)  # reservoir over the task: a uniform subset
         offer_task(memory, self.learner, task)
         self.memories.append(memory)
