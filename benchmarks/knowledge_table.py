@@ -19,11 +19,19 @@ from forgetless.results.summary import strategy_label
 
 
 def rows(path: str) -> tuple[list[list[str]], float, float]:
-    by_label = defaultdict(list)
+    by_variant = defaultdict(list)
     with RunStore(path) as db:
         for run in db.select():
             if run.objective == "language_modelling":
-                by_label[strategy_label(run.config)].append(run)
+                settings = {**run.config["strategy_params"], "lr": run.config["lr"]}
+                params = tuple(sorted((k, str(v)) for k, v in settings.items()))
+                by_variant[(strategy_label(run.config), params)].append(run)
+    by_label = {}
+    for (label, params), runs in by_variant.items():
+        twins = [p for (other, p) in by_variant if other == label]
+        differing = sorted({kv for p in twins for kv in p if any(kv not in q for q in twins)})
+        shown = ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in differing if (k, v) in params)
+        by_label[f"{label} ({shown})" if shown else label] = runs
     table, prior, perplexity = [], float("nan"), float("nan")
     for label, runs in by_label.items():
         def mean(values):

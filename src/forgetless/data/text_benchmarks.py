@@ -26,15 +26,19 @@ from forgetless.data.text import IGNORE, PAD, encode_classification, encode_lang
 from forgetless.errors import ConfigurationError, DataError
 
 
-def _text_benchmark(name: str, scenarios: tuple[str, ...], objective: str, defaults: dict):
+def _text_benchmark(name: str, scenarios: tuple[str, ...], objective: str, defaults: dict,
+                    cost_prior: tuple[float, int, float]):
     """Register a text benchmark: it builds its stream with the run's model (``needs_model``),
     serves ``scenarios`` and ``objective``, and brings run ``defaults`` (its model, batch size,
-    learning rate...) that a config file or the command line override."""
+    learning rate...) that a config file or the command line override, and a ``cost_prior``
+    for time estimates before any run is stored (``experiments.costs``: naive's train seconds,
+    at how many epochs, and the seconds a run spends loading, building and evaluating)."""
     def decorate(builder):
         builder.needs_model = True
         builder.scenarios = scenarios
         builder.objective = objective
         builder.defaults = defaults
+        builder.cost_prior = cost_prior
         return BENCHMARKS.register(name)(builder)
     return decorate
 
@@ -47,7 +51,14 @@ TOPICS_DEFAULTS = {"model": "minilm", "scenario": "class", "tasks": 3, "batch_si
                    "lr": 1e-4, "epochs": 5, "compare_scenarios": ("class",)}
 
 
-@_text_benchmark("knowledge", ("domain",), "language_modelling", KNOWLEDGE_DEFAULTS)
+#: `forgetless compare --benchmark knowledge --seeds 1` on 2 idle cores (benchmarks/pretrained.md):
+#: naive trained 32 s; the 16 runs took 748 s on 2 workers, 499 of the 1,496 worker-seconds
+#: training: 62 s per run outside training (the model, the prior-skills filter, evaluation).
+KNOWLEDGE_COST = (32.0, 8, 62.0)
+
+
+@_text_benchmark("knowledge", ("domain",), "language_modelling", KNOWLEDGE_DEFAULTS,
+                 KNOWLEDGE_COST)
 def knowledge(scenario: Scenario, *, model: str = "smollm2", tasks: int = 3,
               facts_per_task: int = 8, seed: int = 0, paraphrased: bool = False,
               answer_only: bool = True, filter_prior: bool = True,
@@ -107,7 +118,12 @@ def knowledge(scenario: Scenario, *, model: str = "smollm2", tasks: int = 3,
                   objective="language_modelling", held_out=held_out)
 
 
-@_text_benchmark("topics", ("task", "domain", "class"), "classification", TOPICS_DEFAULTS)
+#: Measured as KNOWLEDGE_COST's, by `forgetless compare --benchmark topics --seeds 1`.
+TOPICS_COST = (20.0, 5, 10.0)
+
+
+@_text_benchmark("topics", ("task", "domain", "class"), "classification", TOPICS_DEFAULTS,
+                 TOPICS_COST)
 def topics(scenario: Scenario, *, model: str = "minilm", tasks: int = 3, seed: int = 0,
            corpus: str = "chatterbot", per_class: int | None = None,
            max_length: int = 64) -> Stream:

@@ -270,6 +270,15 @@ def _caveats(group: Group, naive: Row | None, ranked: list[Row]) -> list[str]:
     return caveats
 
 
+def _offers_task_scenario(group: Group, runs: dict[str, RunResult]) -> bool:
+    from forgetless.data.benchmarks import BENCHMARKS
+
+    benchmark = runs[group.rows[0].run_ids[0]].config.get("benchmark", "split")
+    if benchmark not in BENCHMARKS:
+        return True
+    return "task" in getattr(BENCHMARKS.get(benchmark), "scenarios", ("task",))
+
+
 def lesson(runs: list[RunResult]) -> Lesson:
     """The lesson of ``runs`` (any mix of protocols and scenarios); empty without runs."""
     groups = worst_first(group_runs(runs))
@@ -293,7 +302,9 @@ def lesson(runs: list[RunResult]) -> Lesson:
         result.choices.append(_choice(
             f"With memory no larger than the model ({human_bytes(model_bytes)})", small, naive))
     task = next((g for g in same_protocol if g.scenario == "task"), None)
-    if task is None:
+    if task is None and not _offers_task_scenario(worst, by_id):
+        pass  # the benchmark has no task-incremental form (the knowledge stream)
+    elif task is None:
         result.choices.append("With the task id known: no task-incremental runs here "
                               "(forgetless compare --scenario task measures them).")
     else:
