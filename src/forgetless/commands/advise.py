@@ -45,6 +45,7 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
     from pathlib import Path
 
     from forgetless.commands.compare import default_jobs, report_failures
+    from forgetless.commands.options import benchmark_defaults
     from forgetless.config import RunConfig
     from forgetless.data.benchmarks import BENCHMARKS
     from forgetless.data.sources import SOURCES
@@ -66,6 +67,9 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
 
     # Names as registered (any case; a typo gets "did you mean"), as stored runs spell them.
     benchmark = None if benchmark is None else BENCHMARKS.canonical(benchmark)
+    own = {} if benchmark is None else benchmark_defaults(benchmark)  # a text benchmark's
+    if scenario is None and "scenario" in own:  # knowledge is domain-incremental only
+        scenario = own["scenario"]
     source = None if source is None else SOURCES.canonical(source)
     if jobs is not None:
         check_workers(jobs)
@@ -92,9 +96,10 @@ def advise(raw_data, memory_budget, compute_budget, task_id, scenario, benchmark
                     f"'{store}' holds no {wanted}-incremental runs to advise from; run "
                     "`forgetless compare` first, or drop --no-run.")
             changes, seeds = PRESETS["quick"]
-            base = RunConfig().updated(benchmark=benchmark, source=source, **changes)
+            base = RunConfig().updated(**changes).updated(**own).updated(
+                benchmark=benchmark, source=source)
             names = [REFERENCE] + allowed_strategies(constraints, dict(STRATEGIES.items()),
-                                                     costs)
+                                                     costs, benchmark)
             todo = plan(base, strategies=names, scenarios=[wanted], seeds=range(seeds),
                         references=False)
             what = f"no measured {wanted}-incremental runs in {store}: measuring"

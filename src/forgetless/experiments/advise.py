@@ -347,17 +347,28 @@ def _measured(row: Row, reference: Row | None) -> str:
 COMPUTE_SLACK = 1.5
 
 
-def allowed_strategies(constraints: Constraints, strategies: dict, costs=None) -> list[str]:
+def allowed_strategies(constraints: Constraints, strategies: dict, costs=None,
+                       benchmark: str | None = None) -> list[str]:
     """The registered strategies worth measuring for ``constraints``: those that serve the
-    scenario and that no constraint rules out before measuring (raw data, task id; the compute
+    scenario and the benchmark (its model and objective, as the default comparison chooses
+    them) and that no constraint rules out before measuring (raw data, task id; the compute
     budget against the expected cost ratio, ``costs``: an ``experiments.costs.CostModel``).
     Bounds and naive are not among them (naive is measured as the reference)."""
-    from forgetless.experiments.compare import served_scenarios
+    from forgetless.data.benchmarks import BENCHMARKS
+    from forgetless.experiments.compare import (
+        default_strategies,
+        served_scenarios,
+        serves_objective,
+    )
 
     scenario = constraints.resolved_scenario()
+    fitting = set(default_strategies(strategies, benchmark=benchmark))
+    objective = "classification" if benchmark is None else getattr(
+        BENCHMARKS.get(benchmark), "objective", "classification")
     allowed = []
     for name in sorted(strategies):
-        if (name == REFERENCE or is_bound(name)
+        if (name == REFERENCE or is_bound(name) or name not in fitting
+                or not serves_objective(name, objective, strategies)
                 or scenario not in served_scenarios(name, strategies)):
             continue
         failed, _ = _check(name, None, _declared(name, None, strategies), constraints,
@@ -390,7 +401,8 @@ def missing_runs(runs: list[RunResult], constraints: Constraints, benchmark: str
     if group is None:
         return None
     measured = {r.strategy for r in group.rows}
-    lacking = [n for n in [REFERENCE] + allowed_strategies(constraints, strategies, costs)
+    lacking = [n for n in [REFERENCE] + allowed_strategies(constraints, strategies, costs,
+                                                           benchmark)
                if n not in measured]
     if not lacking:
         return []
