@@ -63,6 +63,13 @@ def test_exact_match_is_greedy_decoding_in_one_pass():
     scores = [LanguageModelling().score(learner, task)["exact_match"] for task in stream]
     assert scores == [sum(outcomes[:2]) / 2, sum(outcomes[2:]) / 2]
     assert 0 < sum(outcomes)  # the check is not vacuous: some answers are right
+    # and wrong answers (each prompt with another fact's answer) score what generate says: 0
+    swapped = [[(p, FACTS[1 - i][j][1]) for j, (p, _) in enumerate(facts)]
+               for i, facts in enumerate(FACTS)]
+    x, y = encode_language_modelling(tokenizer, [p for f in swapped for p, _ in f],
+                                     [a for f in swapped for _, a in f])
+    wrong = Task(0, x, y, x, y, (), "wrong answers")
+    assert LanguageModelling().score(learner, wrong)["exact_match"] == 0.0
 
 
 def test_language_model_loss_is_on_the_answer_tokens_only():
