@@ -132,6 +132,20 @@ MUTANTS = [  # (what is switched off, file, line(s), replacement, tests that mus
      '        return list(self.adapters)',
      '        return self.adapters[-1:]',
      'tests/test_peft.py -k olora_applies'),
+    ('lm exact match on any token', "src/forgetless/objectives/language_modelling.py",
+     '        correct += int((hit.all(1) & target.any(1)).sum())',
+     '        correct += int((hit.any(1) & target.any(1)).sum())',
+     'tests/test_objectives.py -k greedy'),
+    ('lm der matches padding', "src/forgetless/objectives/language_modelling.py",
+     '        real = ids >= 0',
+     '        real = ids >= -1',
+     'tests/test_objectives.py -k top_k'),
+    ('lm loss on every token', "src/forgetless/objectives/language_modelling.py",
+     '        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),\n'
+     '                               ignore_index=IGNORE)\n\n    @torch.no_grad()',
+     '        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)'
+     '.clamp_min(0))\n\n    @torch.no_grad()',
+     'tests/test_objectives.py -k answer_tokens_only'),
 ]
 
 
