@@ -230,7 +230,9 @@ def fact_stream(tokenizer, tasks, answer_only: bool = True, name: str = "facts")
     list of (prompt, answer) pairs (answers start with a space: ``(" Paris")``); each task is
     trained and scored on its own prompts (exact match of the greedy answer). Every sequence is
     padded to one length, so replay can mix tasks."""
-    encoded = [_encode(tokenizer, [_Fact(*fact) for fact in facts], answer_only)
+    from forgetless.data.knowledge import Fact
+
+    encoded = [_encode(tokenizer, [Fact(*fact) for fact in facts], answer_only)
                for facts in tasks]
     if not encoded:
         raise DataError("fact_stream needs at least one task of (prompt, answer) pairs.")
@@ -241,12 +243,3 @@ def fact_stream(tokenizer, tasks, answer_only: bool = True, name: str = "facts")
         built.append(Task(i, x, y, x, y, (), description=f"{len(x)} facts ({i + 1})"))
     return Stream(built, Scenario.DOMAIN, 0, name=name, objective="language_modelling")
 
-
-class _Fact(tuple):
-    """A (prompt, answer) pair with the names ``_encode`` reads."""
-
-    def __new__(cls, prompt: str, answer: str):
-        return super().__new__(cls, (prompt, answer))
-
-    prompt = property(lambda self: self[0])
-    answer = property(lambda self: self[1])
