@@ -22,7 +22,8 @@ def list_() -> None:
     for name, builder in BENCHMARKS.items():
         click.echo(wrap(f"  {name:<12} {first_sentence(builder)}", width, " " * 15))
     click.echo(wrap("sources:    " + ", ".join(SOURCES.names()), width))
-    click.echo(wrap("models:     " + ", ".join(MODELS.names()), width))
+    models = ["hf:PATH" if n == "hf" else n for n in MODELS.names()]  # hf takes a folder
+    click.echo(wrap("models:     " + ", ".join(models), width))
     click.echo("\nstrategies:")
     headers = ["strategy", "family", "scenarios", "raw", "tid", "what it does"]
     rows = []
