@@ -13,7 +13,9 @@ from __future__ import annotations
 import statistics
 import sys
 from collections import defaultdict
+from types import SimpleNamespace
 
+from forgetless.results.lesson import new_task_learning
 from forgetless.results.store import RunStore
 from forgetless.results.summary import strategy_label
 
@@ -38,11 +40,10 @@ def rows(path: str) -> tuple[list[list[str]], float, float]:
             return statistics.fmean(values)
 
         m = [r.accuracy_matrix for r in runs]
-        t = len(m[0])
         prior = mean(r.untrained_accuracy[0] for r in runs)
         perplexity = mean(r.scores["held_out"]["perplexity"][0] for r in runs)
         kept = mean(x[-1][0] for x in m)
-        learnt = mean(mean(x[i][i] for i in range(1, t)) for x in m)
+        learnt = mean(new_task_learning(SimpleNamespace(mean_matrix=x)) for x in m)
         final = mean(mean(x[-1][1:]) for x in m)
         table.append([label, f"{100 * kept:.1f}", f"{100 * (prior - kept):.1f}",
                       f"{100 * learnt:.1f}", f"{100 * final:.1f}",

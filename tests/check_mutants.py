@@ -133,18 +133,16 @@ MUTANTS = [  # (what is switched off, file, line(s), replacement, tests that mus
      '        return self.adapters[-1:]',
      'tests/test_peft.py -k olora_applies'),
     ('lm exact match on any token', "src/forgetless/objectives/language_modelling.py",
-     '        correct += int((hit.all(1) & target.any(1)).sum())',
-     '        correct += int((hit.any(1) & target.any(1)).sum())',
+     '    return ((logits.argmax(-1) == y) | ~target).all(1) & target.any(1)',
+     '    return ((logits.argmax(-1) == y) | ~target).any(1) & target.any(1)',
      'tests/test_objectives.py -k greedy'),
     ('lm der matches padding', "src/forgetless/objectives/language_modelling.py",
      '        real = ids >= 0',
      '        real = ids >= -1',
      'tests/test_objectives.py -k top_k'),
     ('lm loss on every token', "src/forgetless/objectives/language_modelling.py",
-     '        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),\n'
-     '                               ignore_index=IGNORE)\n\n    @torch.no_grad()',
-     '        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)'
-     '.clamp_min(0))\n\n    @torch.no_grad()',
+     '        return token_cross_entropy(logits, y)\n',
+     '        return token_cross_entropy(logits, y.clamp_min(0))\n',
      'tests/test_objectives.py -k answer_tokens_only'),
 ]
 

@@ -214,15 +214,11 @@ def _padded(pair, length: int):
 def _answered_right(model_name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Which probes the base model answers right (teacher-forced greedy exact match)."""
     from forgetless.models import build_model
+    from forgetless.objectives.language_modelling import greedy_exact_match
 
     model = build_model(model_name, None, None, seed=0).eval()
-    hits = []
-    for start in range(0, x.shape[0], 16):
-        xb, yb = x[start:start + 16], y[start:start + 16]
-        target = yb != IGNORE
-        hit = (model(xb).argmax(-1) == yb) | ~target
-        hits.append(hit.all(1) & target.any(1))
-    return torch.cat(hits)
+    return torch.cat([greedy_exact_match(model(x[start:start + 16]), y[start:start + 16])
+                      for start in range(0, x.shape[0], 16)])
 
 
 def fact_stream(tokenizer, tasks, answer_only: bool = True, name: str = "facts") -> Stream:

@@ -36,13 +36,26 @@ from forgetless.strategies.base import evaluating
 DER_TOP_K = 16
 
 
+def token_cross_entropy(logits: torch.Tensor, y: torch.Tensor,
+                        reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy over the target positions (``y != IGNORE``) of (N, L) rows."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                           ignore_index=IGNORE, reduction=reduction)
+
+
+def greedy_exact_match(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per row: whether greedy decoding gives the target exactly (the argmax is the target at
+    every target position; a row without targets is never right)."""
+    target = y != IGNORE
+    return ((logits.argmax(-1) == y) | ~target).all(1) & target.any(1)
+
+
 class LanguageModelling(Objective):
     name = "language_modelling"
     scores = ("exact_match", "perplexity")
 
     def loss(self, learner, logits, y, task_ids):
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                               ignore_index=IGNORE)
+        return token_cross_entropy(logits, y)
 
     @torch.no_grad()
     def score(self, learner, task) -> dict[str, float]:
@@ -53,13 +66,9 @@ class LanguageModelling(Objective):
                 x = task.test_x[start:start + size].to(learner.device)
                 y = task.test_y[start:start + size].to(learner.device)
                 logits = learner.forward(x, None)
-                target = y != IGNORE
-                hit = (logits.argmax(-1) == y) | ~target
-                correct += int((hit.all(1) & target.any(1)).sum())
-                nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                             y.reshape(-1), ignore_index=IGNORE,
-                                             reduction="sum"))
-                tokens += int(target.sum())
+                correct += int(greedy_exact_match(logits, y).sum())
+                nll += float(token_cross_entropy(logits, y, "sum"))
+                tokens += int((y != IGNORE).sum())
         return {"exact_match": correct / max(1, n),
                 "perplexity": math.exp(nll / tokens) if tokens else float("nan")}
 
@@ -117,14 +126,13 @@ class LanguageModelling(Objective):
 def _summed_token_nll(logits, y, generator):
     if not bool((y != IGNORE).any()):
         return None
-    return F.cross_entropy(logits[0], y[0], ignore_index=IGNORE, reduction="sum")
+    return token_cross_entropy(logits, y, "sum")
 
 
 def _mean_token_nll(logits, y, generator):
     if not bool((y != IGNORE).any()):
         return None
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                           ignore_index=IGNORE)
+    return token_cross_entropy(logits, y)
 
 
 def _sampled_token_nll(logits, y, generator):
