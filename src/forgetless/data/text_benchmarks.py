@@ -87,20 +87,19 @@ def knowledge(scenario: Scenario, *, model: str = "smollm2", tasks: int = 3,
     taught = facts.knowledge_tasks(tasks, facts_per_task, seed)
     tested = facts.knowledge_tasks(tasks, facts_per_task, seed, paraphrased=True) \
         if paraphrased else taught
-    probes = list(facts.PRIOR_SKILLS)
-    encoded = [_encode(tokenizer, probes, answer_only)]
+    prior = _encode(tokenizer, facts.PRIOR_SKILLS, answer_only)
     if filter_prior:
-        known = _answered_right(model, *encoded[0])
+        known = _answered_right(model, *prior)
         if not bool(known.any()):
-            raise DataError(f"the model '{model}' answers none of the {len(probes)} prior-skill "
+            raise DataError(f"the model '{model}' answers none of the {len(known)} prior-skill "
                             "probes; run with --benchmark-option filter_prior=false to keep them.")
-        encoded[0] = (encoded[0][0][known], encoded[0][1][known])
-        probes = [p for p, keep in zip(probes, known.tolist(), strict=True) if keep]
-    for train, test in zip(taught, tested, strict=True):
-        encoded += [_encode(tokenizer, train, answer_only), _encode(tokenizer, test, True)]
-    general = [_encode_text(tokenizer, facts.GENERAL_TEXT)]
-    length = max(x.shape[1] for x, _ in encoded + general)
-    (px, py), rest = _padded(encoded[0], length), encoded[1:]
+        prior = (prior[0][known], prior[1][known])
+    new_facts = [(_encode(tokenizer, train, answer_only), _encode(tokenizer, test, True))
+                 for train, test in zip(taught, tested, strict=True)]
+    general = _encode_text(tokenizer, facts.GENERAL_TEXT)
+    length = max(x.shape[1] for x, _ in [prior, general] + [p for pair in new_facts
+                                                              for p in pair])
+    px, py = _padded(prior, length)
     order = torch.randperm(px.shape[0], generator=torch.Generator().manual_seed(seed))
     cut = int(round(prior_train_fraction * px.shape[0]))
     train, test = order[:cut], order[cut:]
@@ -108,11 +107,10 @@ def knowledge(scenario: Scenario, *, model: str = "smollm2", tasks: int = 3,
     stream_tasks = [Task(0, px[train], py[train], px[test], py[test], (),
                          description=f"prior skills ({len(test)} real facts, {known}; "
                                      f"{len(train)} others to train on)")]
-    for i in range(tasks):
-        train, test = _padded(rest[2 * i], length), _padded(rest[2 * i + 1], length)
-        stream_tasks.append(Task(i + 1, *train, *test, (),
+    for i, (train, test) in enumerate(new_facts):
+        stream_tasks.append(Task(i + 1, *_padded(train, length), *_padded(test, length), (),
                                  description=f"{facts_per_task} new facts ({i + 1})"))
-    gx, gy = _padded(general[0], length)
+    gx, gy = _padded(general, length)
     held_out = Task(-1, gx[:0], gy[:0], gx, gy, (), description="general text")
     return Stream(stream_tasks, Scenario.DOMAIN, 0, name="knowledge",
                   objective="language_modelling", held_out=held_out)
