@@ -51,6 +51,9 @@ class FitResult:
     #: Scores on the stream's held-out set (``Stream.held_out``: a language model's general
     #: text), one per row, the untrained model's first: ``{"perplexity": [...]}``.
     held_out: dict[str, list[float]] = field(default_factory=dict)
+    #: The continual-evaluation record (``forgetless.continual``): every seen task's accuracy
+    #: every few steps, empty when continual evaluation is off.
+    continual: dict = field(default_factory=dict)
 
 
 def check_objective(strategy: Strategy, objective: str) -> None:
@@ -501,6 +504,8 @@ def _fit_result(history: dict) -> FitResult:
             copied[key] = [list(row) for row in value]
         elif key == "scores":
             copied[key] = {n: [list(row) for row in rows] for n, rows in value.items()}
+        elif key == "continual":
+            copied[key] = dict(value)
         elif key in ("untrained_scores", "held_out"):
             copied[key] = {n: list(row) for n, row in value.items()}
         else:

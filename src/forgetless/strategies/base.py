@@ -245,6 +245,19 @@ class Strategy:
     def footprint(self) -> Footprint:
         return Footprint(stores_raw_data=self.stores_raw_data)
 
+    def boundary_reason(self) -> str | None:
+        """Why this strategy cannot learn from a task-free stream (one whose task boundaries
+        the learner is not told: ``forgetless.data.task_free``), or None when it can. In a
+        task-free fit ``training_data``, ``before_task`` and ``after_task`` are never called
+        (``learner.task_free`` is True), so by default a strategy that implements one of them
+        needs boundaries; a strategy whose boundary hooks are optional (ER filling its buffer
+        from the stream) or that consolidates on its own clock overrides this."""
+        hooks = [h for h in BOUNDARY_HOOKS if overrides(self, h)]
+        if not hooks:
+            return None
+        return (f"its {' and '.join(hooks)} act{'s' if len(hooks) == 1 else ''} at task "
+                "boundaries, which a task-free stream does not announce.")
+
     def hyperparameters(self) -> dict:
         """The constructor's keyword arguments as set (for the run's config and run id)."""
         return dict(getattr(self, "_hyperparameters", {}))
@@ -257,6 +270,10 @@ class Strategy:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+#: The hooks a task-free fit never calls (``Strategy.boundary_reason``).
+BOUNDARY_HOOKS = ("training_data", "before_task", "after_task")
 
 
 def overrides(strategy: Strategy, hook: str) -> bool:

@@ -96,6 +96,14 @@ class Composite(Strategy):
             return self.parts[0].family
         return "hybrid" if len(families) != 1 else families.pop()
 
+    def boundary_reason(self) -> str | None:
+        """The first part's reason for needing task boundaries, named."""
+        for part in self.parts:
+            reason = part.boundary_reason()
+            if reason is not None:
+                return reason if len(self.parts) == 1 else f"its part '{part.name}': {reason}"
+        return None
+
     def uses(self, hook: str) -> bool:
         """Whether any part implements ``hook`` (the Learner skips the rest)."""
         return bool(self._users[hook])

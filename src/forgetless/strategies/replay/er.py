@@ -55,6 +55,12 @@ class ExperienceReplay(MemoryStrategy):
             offer_first_visits(self.buffer, self.learner, batch)
         return batch if replayed is None else batch.concat(replayed)
 
+    def boundary_reason(self) -> str | None:
+        if self.fill == "task_end":
+            return ("with fill=task_end it fills its buffer when a task ends, which a task-free "
+                    "stream does not announce; use --set fill=stream.")
+        return None
+
     def after_task(self, task) -> None:
         if self.fill == "task_end":
             offer_task(self.buffer, self.learner, task)
