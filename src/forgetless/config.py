@@ -16,6 +16,13 @@ from pathlib import Path
 from forgetless.errors import ConfigurationError
 from forgetless.typecheck import check_values
 
+#: How a run's tasks arrive (``RunConfig.stream``), with what each sets by default.
+STREAMS = {"tasks": {}, "online": {"epochs": 1, "batch_size": 10},
+           "task-free": {"epochs": 1, "batch_size": 10}}
+#: Fields a run id leaves out while they hold their defaults, so that adding them did not
+#: change the id of any run recorded before them.
+LATER_FIELDS = {"stream": "tasks", "blur": 0.0, "eval_every": None, "eval_samples": 100}
+
 
 @dataclass
 class RunConfig:
@@ -41,6 +48,21 @@ class RunConfig:
     reset_optimizer: bool = True
     seed: int = 0
     device: str = "cpu"
+    #: How the tasks arrive (``STREAMS``): ``tasks`` (several epochs each, boundaries
+    #: announced), ``online`` (one pass, small batches, boundaries announced) or ``task-free``
+    #: (one pass, boundaries hidden, transitions blurred over ``blur`` of a task).
+    stream: str = "tasks"
+    blur: float = 0.0
+    #: Continual evaluation every that many steps, "auto" or "off"; None: "auto" for the online
+    #: streams, off for ``tasks``. ``eval_samples``: test samples per task it scores.
+    eval_every: int | str | None = None
+    eval_samples: int = 100
+
+    def __post_init__(self) -> None:
+        if self.stream not in STREAMS:
+            from forgetless.errors import unknown_name
+
+            raise unknown_name("stream", self.stream, list(STREAMS))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +136,9 @@ def parse_settings(items: list[str] | tuple[str, ...], option: str = "--set") ->
 
 
 def run_id(resolved: dict) -> str:
-    """A short stable hash of a resolved configuration."""
+    """A short stable hash of a resolved configuration (``LATER_FIELDS`` at their defaults
+    left out)."""
+    resolved = {k: v for k, v in resolved.items()
+                if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
     canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

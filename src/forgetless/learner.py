@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from forgetless.continual_evaluation import ContinualEvaluation, check_every
 from forgetless.data.stream import Scenario, Stream, Task
+from forgetless.data.task_free import check_blur, task_free_order
 from forgetless.divergence import DivergenceGuard
 from forgetless.errors import ConfigurationError, DataError, ScenarioError
 from forgetless.models.heads import OutputMask, apply_mask
@@ -71,6 +73,20 @@ def check_objective(strategy: Strategy, objective: str) -> None:
         f"Strategies that do: {', '.join(serving)}.")
 
 
+def check_boundary_free(strategy: Strategy) -> None:
+    """Refuse, for a task-free stream, a strategy that needs to be told where tasks end."""
+    reason = strategy.boundary_reason()
+    if reason is None:
+        return
+    from forgetless.strategies import STRATEGIES, build_strategy
+
+    free = sorted(n for n in STRATEGIES.names() if build_strategy(n, {}).boundary_reason()
+                  is None)
+    raise ScenarioError(
+        f"strategy '{strategy.name}' cannot learn from a task-free stream: {reason} Strategies "
+        f"that can: {', '.join(free)} (or use --stream online, which announces boundaries).")
+
+
 def check_scenario(strategy: Strategy, scenario: Scenario) -> None:
     """Refuse a strategy that cannot serve ``scenario`` meaningfully, saying why."""
     scenario = Scenario.parse(scenario)
@@ -98,6 +114,16 @@ class Learner:
     parameters changes.
     One ``seed`` fixes the order of batches and every sampler a strategy draws from
     ``learner.generator``.
+
+    ``task_free``: ``fit`` trains on the stream as one pass over every task's data, task after
+    task, transitions blurred over ``blur`` of a task (``forgetless.data.task_free``), and the
+    strategy is never told where a task ends (its ``before_task`` / ``after_task`` are not
+    called; strategies that need them are refused with ``Strategy.boundary_reason``). The
+    accuracy matrix is still measured where each task ends. An online stream with announced
+    boundaries is the ordinary fit with ``epochs=1`` and a small batch.
+    ``eval_every``: continual evaluation (``forgetless.continual_evaluation``) every that many
+    steps, or ``"auto"`` (about 12% of training time), on ``eval_samples`` test samples per
+    task; None: only at task ends.
     """
 
     def __init__(self, model: nn.Module, strategy: Strategy | None = None, *, epochs: int = 1,
@@ -105,7 +131,9 @@ class Learner:
                  optimizer: str = "adam", momentum: float = 0.0, weight_decay: float = 0.0,
                  reset_optimizer: bool = True, seed: int = 0, device: str | torch.device = "cpu",
                  eval_batch_size: int = 1000, progress: bool | None = None,
-                 objective: Objective | str | None = None) -> None:
+                 objective: Objective | str | None = None, task_free: bool = False,
+                 blur: float = 0.0, eval_every: int | str | None = None,
+                 eval_samples: int = 100) -> None:
         if optimizer not in OPTIMIZERS:
             raise ConfigurationError(f"unknown optimizer '{optimizer}'; choose adam or sgd.")
         if iterations is None and (not isinstance(epochs, int) or epochs < 1):
@@ -118,6 +146,17 @@ class Learner:
                                      f"{batch_size!r}.")
         if not lr > 0:
             raise ConfigurationError(f"learning rate must be positive, got {lr!r}.")
+        self.blur = check_blur(blur)
+        if self.blur and not task_free:
+            raise ConfigurationError(
+                "blurred transitions (blur > 0) are for task-free streams; add task_free=True "
+                "(--stream task-free) or set the blur to 0.")
+        self.task_free = bool(task_free)
+        every = check_every(eval_every)
+        #: The continual evaluation of ``fit`` (None: only the end-of-task evaluations).
+        self.monitor = None if every is None else ContinualEvaluation(every, eval_samples)
+        #: Optimiser steps since the learner was built, over every task and phase.
+        self.global_step = 0
         self.device = _resolve_device(device)
         self.model = model.to(self.device)
         if strategy is None:
@@ -169,6 +208,8 @@ class Learner:
                 f"{stream.objective.replace('_', ' ')} stream cannot continue it.")
         check_objective(self.strategy, self.objective.name)
         check_scenario(self.strategy, stream.scenario)
+        if self.task_free:
+            check_boundary_free(self.strategy)
         if self.scenario is not None and self.scenario is not stream.scenario:
             raise ScenarioError(
                 f"this learner runs the {self.scenario.value}-incremental scenario; a "
@@ -229,21 +270,83 @@ class Learner:
                                    scores={k: [] for k in untrained}, untrained_scores=untrained)
                 self._score_held_out(stream, result)
             self.fit_history = result
-            for task in stream.tasks[len(result.accuracy_matrix):]:
-                start = time.perf_counter()
-                steps = self.learn(task)
-                result.train_seconds.append(time.perf_counter() - start)
-                result.steps.append(steps)
-                start = time.perf_counter()
-                scores = self.evaluate_scores(stream.tasks)
-                result.accuracy_matrix.append(scores.pop(self.objective.scores[0]))
-                for name, row in scores.items():
-                    result.scores.setdefault(name, []).append(row)
-                self._score_held_out(stream, result)
-                result.eval_seconds.append(time.perf_counter() - start)
-                if after_task is not None:
-                    after_task(self)
+            if self.monitor is not None:
+                self.monitor.start(stream.tasks, self.seed, result.continual or None,
+                                   self.global_step)
+                if not result.continual:
+                    self.monitor.task_started(0, self.global_step)
+                    self.monitor.evaluate(self, self.global_step)
+            if self.task_free:
+                self._fit_task_free(stream, result, after_task)
+            else:
+                for task in stream.tasks[len(result.accuracy_matrix):]:
+                    if self.monitor is not None and task.task_id:
+                        self.monitor.task_started(task.task_id, self.global_step)
+                    start = time.perf_counter()
+                    steps = self.learn(task)
+                    self._row_done(stream, result, start, steps, after_task)
         return result
+
+    def _row_done(self, stream: Stream, result: FitResult, start: float, steps: int,
+                  after_task) -> None:
+        """A task has been trained: time it, evaluate every task (a row of the matrix)."""
+        result.train_seconds.append(time.perf_counter() - start)
+        result.steps.append(steps)
+        if self.monitor is not None:
+            self.monitor.task_ended(self, self.global_step)
+            result.continual = self.monitor.finish()
+        start = time.perf_counter()
+        scores = self.evaluate_scores(stream.tasks)
+        result.accuracy_matrix.append(scores.pop(self.objective.scores[0]))
+        for name, row in scores.items():
+            result.scores.setdefault(name, []).append(row)
+        self._score_held_out(stream, result)
+        result.eval_seconds.append(time.perf_counter() - start)
+        if after_task is not None:
+            after_task(self)
+
+    def _fit_task_free(self, stream: Stream, result: FitResult, after_task) -> None:
+        """One pass over every task's data in the task-free order, in batches; the matrix's
+        row i is measured when the stream passes task i's end (``data.task_free``), and the
+        strategy is told nothing. The order depends on the seed alone, so a resumed fit
+        continues it where the last finished row left it."""
+        tasks = stream.tasks
+        plan = task_free_order([t.train_x.shape[0] for t in tasks], self.blur,
+                               torch.Generator().manual_seed(self.seed))
+        x, y, task_ids = (torch.cat(parts)[plan.order].to(self.device) for parts in (
+            [t.train_x for t in tasks], [t.train_y for t in tasks], [t.task_ids for t in tasks]))
+        n, size = x.shape[0], self.batch_size
+        starts = list(range(0, n, size))
+        if size > 1 and len(starts) > 1 and n - starts[-1] == 1:
+            starts.pop()  # a one-sample tail joins the batch before it
+        bounds = starts[1:] + [n]
+        # the step after which each task's row is measured: the one holding its last sample
+        row_steps = [next(i + 1 for i, b in enumerate(bounds) if b >= end) if end else 0
+                     for end in plan.task_ends]
+        newest = torch.cummax(task_ids.cpu(), 0).values  # the newest task each batch reaches
+        self.current_task, self._visited = None, torch.zeros(n, dtype=torch.bool,
+                                                              device=self.device)
+        self.batches_per_epoch = len(bounds)
+        done = len(result.accuracy_matrix)
+        if self.optimizer is None or not done:  # one optimiser: no boundary to reset it at
+            self._prepare_optimizer()
+        for t in range(done, len(tasks)):
+            first = row_steps[t - 1] if t else 0
+            if self.monitor is not None and t:
+                self.monitor.task_started(t, self.global_step)
+            start = time.perf_counter()
+            steps = row_steps[t] - first
+            batches = [torch.arange(starts[s], bounds[s], device=self.device)
+                       for s in range(first, row_steps[t])]
+
+            def mark_seen(i, first=first):  # class-IL: the classes of every task met so far
+                self.output_mask.mark_seen(torch.arange(int(newest[bounds[first + i] - 1]) + 1,
+                                                        device=self.device))
+
+            self._train_batches(x, y, task_ids, batches, steps,
+                                f"stream {t + 1}/{len(tasks)}", before_batch=mark_seen)
+            self.tasks_learned.append(t)
+            self._row_done(stream, result, start, steps, after_task)
 
     def _continued_fit(self, stream: Stream) -> FitResult | None:
         history, self._loaded_fit = self._loaded_fit, None
@@ -264,6 +367,10 @@ class Learner:
         if self.output_mask is None:
             raise ConfigurationError(
                 "the learner knows no stream yet; call fit(stream) or bind(stream) first.")
+        if self.task_free:
+            raise ConfigurationError(
+                "a task-free learner is not told where tasks start, so it cannot learn one "
+                "task; give it the whole stream with fit(stream).")
         known = task.task_id < len(self.stream_tasks) and self.stream_tasks[task.task_id] is task
         if not known:  # a bound stream validated its own tasks when it was built
             task.validate(self.output_mask.num_outputs, self.objective.name)
@@ -308,26 +415,48 @@ class Learner:
         if self._visited is None or self._visited.shape[0] != n:
             self._visited = torch.zeros(n, dtype=torch.bool, device=self.device)
         self.batches_per_epoch = batches_per_epoch(n, self.batch_size)
+        self._train_batches(x, y, task_ids, self._shuffled_batches(n, steps), steps, desc)
+
+    def _shuffled_batches(self, n: int, steps: int):
+        """``steps`` batches of indices into ``n`` samples, epoch after epoch in a fresh order
+        drawn from ``self.generator`` (lazily: each order is drawn when its epoch begins)."""
         order, position = None, n
-        bar = _progress_bar(steps, desc, self.progress)
-        self.divergence.start(f"task {self.current_task.task_id}" if self.current_task else desc)
-        self.model.train()
-        for step in range(steps):
+        for _ in range(steps):
             if position >= n:
                 order, position = torch.randperm(n, generator=self.generator), 0
                 order = order.to(self.device)
             end = position + self.batch_size
             if self.batch_size > 1 and n - end == 1:  # a one-sample tail joins this batch
                 end = n
-            index = order[position:end]
+            yield order[position:end]
             position = end
+
+    def _train_batches(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor,
+                       batches, steps: int, desc: str, before_batch=None) -> None:
+        """One optimiser step per batch of indices (``steps`` of them), with the progress bar,
+        the divergence guard and the continual evaluation; ``before_batch(i)`` before the
+        i-th."""
+        bar = _progress_bar(steps, desc, self.progress)
+        self.divergence.start(f"task {self.current_task.task_id}" if self.current_task else desc)
+        self.model.train()
+        monitor = self.monitor
+        if monitor is not None:
+            monitor.training(True)
+        for step, index in enumerate(batches):
+            if before_batch is not None:
+                before_batch(step)
             self.step_in_task = step
             self.first_visit = ~self._visited[index]
             self._visited[index] = True
             loss = self.train_step(Batch(x[index], y[index], task_ids[index]))
+            self.global_step += 1
+            if monitor is not None:
+                monitor.after_step(self, self.global_step)
             if bar is not None and (step % 10 == 0 or step == steps - 1):
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix_str(f"loss {loss:.4f}", refresh=step == steps - 1)
+        if monitor is not None:
+            monitor.training(False)
         self.first_visit = None
         if bar is not None:
             bar.close()
@@ -451,6 +580,7 @@ class Learner:
             # the divergence guard's reference weight norm, fixed for the learner's life
             "divergence_norm": self.divergence.first_norm,
             "objective": None if self.objective is None else self.objective.name,
+            "global_step": self.global_step,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -464,6 +594,7 @@ class Learner:
                 raise ConfigurationError("bind the learner to its stream before loading state.")
             self.output_mask.load_state_dict(state["output_mask"])
         self.tasks_learned = list(state["tasks_learned"])
+        self.global_step = state.get("global_step", 0)  # older files: counted afresh
         if self.objective is None:  # older files: classification, the only objective then
             self.objective = build_objective(state.get("objective") or "classification")
         self.divergence.first_norm = state.get("divergence_norm")  # older files: measured anew

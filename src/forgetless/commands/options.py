@@ -37,6 +37,17 @@ def experiment_options(function):
         click.option("--keep-optimizer", is_flag=True, default=None,
                      help="Keep the optimiser's state across tasks (default: reset)."),
         click.option("--seed", type=int, help="Seed for data order, init and samplers."),
+        click.option("--stream", type=click.Choice(["tasks", "online", "task-free"],
+                                                   case_sensitive=False),
+                     help="How tasks arrive: tasks (epochs each; default), online (one pass, "
+                          "batch 10) or task-free (one pass, boundaries hidden)."),
+        click.option("--blur", type=float, help="Task-free transition window, as a fraction "
+                                                "of a task (default 0: sharp)."),
+        click.option("--eval-every", "eval_every", metavar="STEPS|auto|off",
+                     help="Continual evaluation every STEPS steps (default auto for online "
+                          "streams, off otherwise)."),
+        click.option("--eval-samples", type=int, help="Test samples per task that continual "
+                                                      "evaluation scores (default 100)."),
         click.option("--device", help="cpu (default) or cuda."),
         click.option("--config", "config_file", type=click.Path(),
                      help="TOML file of run settings (overridden by the command line)."),
@@ -61,12 +72,22 @@ def benchmark_defaults(benchmark: str) -> dict:
 def config_from_options(base: RunConfig | None = None, *, strategy=None, settings=(),
                         config_file=None, hidden=None, init=None, keep_optimizer=None,
                         benchmark_settings=(), **values) -> RunConfig:
-    """Defaults < a text benchmark's own defaults < config file < command line."""
+    """Defaults < a text benchmark's own defaults < an online stream's (one epoch, batch 10)
+    < config file < command line."""
+    from forgetless.config import STREAMS
+
     config = base or RunConfig()
     from_file = load_config_file(config_file) if config_file else {}
     config = config.updated(**benchmark_defaults(values.get("benchmark")
                                                  or from_file.get("benchmark")
                                                  or config.benchmark))
+    if values.get("stream"):
+        values["stream"] = values["stream"].lower()
+    stream = values.get("stream") or from_file.get("stream") or config.stream
+    config = config.updated(**STREAMS.get(stream, {}))
+    if isinstance(values.get("eval_every"), str):
+        every = values["eval_every"].strip().lower()
+        values["eval_every"] = int(every) if every.lstrip("-").isdigit() else every
     if from_file:
         config = config.updated(**from_file)
     model_options = dict(config.model_options)

@@ -162,6 +162,8 @@ def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
         raise ConfigurationError("at least one seed is needed (--seeds 2).")
     settings = {**base.strategy_params, **settings}
     _check_settings(names, settings)
+    if base.stream == "task-free":
+        names = _boundary_free(names, settings, explicit)
     configs = []
     for spec in names:
         served = [s for s in served_scenarios(spec) if s in wanted]
@@ -175,6 +177,24 @@ def plan(base: RunConfig | None = None, strategies: Iterable[str] | None = None,
                 configs.append(base.updated(strategy=spec, scenario=scenario, seed=seed,
                                             strategy_params=params))
     return configs
+
+
+def _boundary_free(names: list[str], settings: dict, explicit: bool) -> list[str]:
+    """The strategies that learn without being told task boundaries (with their settings);
+    one asked for by name that cannot is refused with its reason."""
+    from forgetless.strategies import build_strategy
+
+    free = []
+    for spec in names:
+        reason = build_strategy(spec, settings_for(spec, settings)).boundary_reason()
+        if reason is None:
+            free.append(spec)
+        elif explicit and spec not in REFERENCE_STRATEGIES:
+            raise ConfigurationError(f"'{spec}' cannot learn from a task-free stream: {reason}")
+    if not free:
+        raise ConfigurationError("none of these strategies learns from a task-free stream; "
+                                 "e.g. --strategies er-ace,derpp.")
+    return free
 
 
 def planned_run_id(config: RunConfig) -> str:

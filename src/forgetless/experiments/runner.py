@@ -91,12 +91,31 @@ def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
     torch.manual_seed(config.seed)
     model = build_model(config.model, stream.input_shape, stream.num_outputs,
                         **config.model_options)
+    check_stream_settings(config)
+    eval_every = config.eval_every if config.eval_every is not None else (
+        "auto" if config.stream != "tasks" else None)
     learner = Learner(model, strategy, epochs=config.epochs, iterations=config.iterations,
                       batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
                       momentum=config.momentum, reset_optimizer=config.reset_optimizer,
-                      seed=config.seed, device=config.device, progress=progress)
+                      seed=config.seed, device=config.device, progress=progress,
+                      task_free=config.stream == "task-free", blur=config.blur,
+                      eval_every=eval_every, eval_samples=config.eval_samples)
     learner.bind(stream)
     return Experiment(config, resolved, identifier, stream, learner)
+
+
+def check_stream_settings(config: RunConfig) -> None:
+    """An online stream passes over each task once: no epochs budget beyond one, no steps
+    budget; a blur only makes sense for a task-free stream."""
+    if config.stream != "tasks" and (config.epochs != 1 or config.iterations is not None):
+        raise ConfigurationError(
+            f"a{'n' if config.stream == 'online' else ''} {config.stream} stream passes over "
+            f"each task once; drop --epochs/--iterations (or set epochs to 1), or use --stream "
+            "tasks for several epochs per task.")
+    if config.blur and config.stream != "task-free":
+        raise ConfigurationError(
+            "--blur blends consecutive tasks of a task-free stream; add --stream task-free or "
+            "drop --blur.")
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -184,6 +203,15 @@ def run(config: RunConfig, progress: bool | None = None, checkpoint_dir=None,
     return result
 
 
+def continual_record(record: dict) -> dict:
+    """The continual-evaluation record with its metrics (min-ACC, WC-ACC, the dips)."""
+    if not record:
+        return {}
+    from forgetless.continual_metrics import summarize_continual
+
+    return {**record, "metrics": summarize_continual(record)}
+
+
 def record(experiment: Experiment, fit, parameters_before: int) -> RunResult:
     """The RunResult of a finished fit."""
     learner = experiment.learner
@@ -214,6 +242,7 @@ def record(experiment: Experiment, fit, parameters_before: int) -> RunResult:
                        "stores_raw_data": footprint.stores_raw_data or strategy.stores_raw_data},
         task_descriptions=[t.description for t in experiment.stream.tasks],
         objective=learner.objective.name,
+        continual=continual_record(fit.continual),
         scores={**fit.scores, "untrained": fit.untrained_scores, "held_out": fit.held_out},
         environment=environment(learner.device),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
