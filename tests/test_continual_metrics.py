@@ -80,6 +80,19 @@ def test_a_dip_not_regained_within_the_task_has_no_recovery():
     assert dip["steps_to_minimum"] == 10 and dip["recovery_steps"] is None
 
 
+def test_the_minimum_is_its_first_evaluation_and_exactly_half_back_is_recovered():
+    # Values that binary floats hold exactly. Task 0: 1.0 at the switch (step 10), then 0.5 at
+    # steps 12 and 14 -> the minimum 0.5, first reached 2 steps in; depth 0.5; half back is
+    # exactly 0.75, reached at step 18: 8 steps (a strict ">" would wait for step 20).
+    record = {"steps": [0, 10, 12, 14, 16, 18, 20],
+              "accuracy": [[0.5, None], [1.0, 0.0], [0.5, 0.25], [0.5, 0.5], [0.625, 0.5],
+                           [0.75, 0.75], [0.875, 0.75]],
+              "task_starts": [0, 10], "task_ends": [10, 20]}
+    (dip,) = task_switch_dips(record)
+    assert (dip["minimum"], dip["depth"]) == (0.5, 0.5)
+    assert dip["steps_to_minimum"] == 2 and dip["recovery_steps"] == 8
+
+
 def test_a_task_that_does_not_fall_has_depth_zero():
     # AT_THE_END, task 0 at the switch (step 10): 0.3 before, 0.6 at step 20 -> depth 0 (not
     # -0.3); the minimum is the only evaluation in task 1, at its end, 10 steps in.
