@@ -18,13 +18,14 @@ from forgetless.report import svg
 from forgetless.results.lesson import Lesson, lesson, worst_first
 from forgetless.results.run_result import RunResult
 from forgetless.results.summary import (
-    HEADERS,
-    METRICS,
     NOTE,
     Group,
     group_runs,
+    headers,
     human_bytes,
+    notes,
     row_cells,
+    shown_metrics,
 )
 
 FAMILY_NOTES = {
@@ -125,17 +126,19 @@ SORT_SCRIPT = r"""
 
 
 def _table(group: Group) -> str:
-    head = (f"<th title='back to the grouped order'>{_e(HEADERS[0])}</th>"
-            + "".join(f"<th title='sort by {_e(h)}'>{_e(h)}</th>" for h in HEADERS[1:]))
+    names, metrics = headers(group), shown_metrics(group.continual)
+    head = (f"<th title='back to the grouped order'>{_e(names[0])}</th>"
+            + "".join(f"<th title='sort by {_e(h)}'>{_e(h)}</th>" for h in names[1:]))
     lines, previous = [], None
     for row in group.rows:
-        cells = row_cells(row)
+        cells = row_cells(row, metrics)
         start = row.family != previous
         previous = row.family
         data = {"strategy": row.strategy, "label": row.label, "family": row.family,
                 "seeds": " ".join(map(str, row.seeds)), "run-ids": " ".join(row.run_ids)}
-        for metric in METRICS:
-            data[metric] = repr(row.stats[metric].mean)
+        for metric in metrics:
+            if metric in row.stats:
+                data[metric.replace("_", "-")] = repr(row.stats[metric].mean)
         attributes = " ".join(f"data-{k}='{_e(v)}'" for k, v in data.items())
         swatch = f"<span class='swatch' style='background:{svg.family_color(row.family)}'></span>"
         tds = [f"<td><span class='family-name'>{swatch}{_e(cells[0])}</span></td>"] + [
@@ -250,7 +253,8 @@ def render(runs: list[RunResult], title: str = "forgetless comparison",
                   "visible, a marker's tooltip has the exact value); a falling line is "
                   "forgetting.</p>",
                   f"<div class='strategies'>{_strategy_cards(group)}</div></section>"]
-    parts.append(f"<p class='note'>{_e(NOTE)}</p><script>{SORT_SCRIPT}</script></body></html>")
+    parts.append(f"<p class='note'>{_e(notes(groups, NOTE))}</p>"
+                 f"<script>{SORT_SCRIPT}</script></body></html>")
     return "".join(parts)
 
 
