@@ -57,8 +57,9 @@ def fake_run(strategy="naive", scenario="class", seed=0, family="baseline", acc=
 def continual_record(tasks=5, steps_per_task=10, every=2, dip=0.4) -> dict:
     """A synthetic continual-evaluation record (a fixture written by formula, not a
     measurement), laid out as ``FitResult.continual``: each task climbs from 0.1 to 0.9 during
-    its own ``steps_per_task`` steps; 2 steps after each later task starts it is at 0.9 - ``dip``
-    (a task left earlier: 0.9 - dip / 2), and 6 steps after it has regained 80% of that loss."""
+    its own ``steps_per_task`` steps; a fifth of the way into each later task it is at 0.9 -
+    ``dip`` (a task left earlier: 0.9 - dip / 2), and 60% of the way in it has regained 80% of
+    that loss (with 10 steps per task: 2 and 6 steps after the switch)."""
     steps = list(range(0, tasks * steps_per_task + 1, every))
     starts = [k * steps_per_task for k in range(tasks)]
 
@@ -69,9 +70,9 @@ def continual_record(tasks=5, steps_per_task=10, every=2, dip=0.4) -> dict:
             return round(0.1 + 0.8 * (step - starts[k]) / steps_per_task, 6)
         since = step - starts[k] - steps_per_task  # steps since the task after it began
         later, into = divmod(since - 1, steps_per_task)  # which later task, how far into it
-        into += 1
+        into = (into + 1) / steps_per_task
         loss = dip * (1.0 if later == 0 else 0.5) * (
-            into / 2 if into <= 2 else max(0.2, 1 - 0.8 * (into - 2) / 4))
+            into / 0.2 if into <= 0.2 else max(0.2, 1 - 0.8 * (into - 0.2) / 0.4))
         return round(0.9 - loss, 6)
 
     return {"every": every, "eval_samples": 100, "steps": steps,
