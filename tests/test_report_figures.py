@@ -140,7 +140,10 @@ def test_the_stability_gap_draws_every_task_against_steps_with_the_switches_mark
         (ln.get("stroke"), ln.get("stroke-dasharray")) for ln in curves]
     assert len({ln.get("stroke") for ln in lines}) == 3
     # The x axis: pixels are linear in steps, from the y axis (step 0).
+    axis = next(ln for ln in elements(svg, "line") if ln.get("x1") == ln.get("x2")
+                and ln.get("stroke") == "#111827")
     x_of = {s: x for s, (x, _) in zip(record["steps"], polyline_points(lines[0]), strict=True)}
+    assert x_of[0] == float(axis.get("x1"))
     per_step = (x_of[30] - x_of[0]) / 30
     assert per_step > 5 and all(x == pytest.approx(x_of[0] + per_step * s, abs=0.11)
                                 for s, x in x_of.items())
@@ -151,8 +154,6 @@ def test_the_stability_gap_draws_every_task_against_steps_with_the_switches_mark
     assert all(ln.get("x1") == ln.get("x2") and ln.get("stroke-dasharray") for ln in switches)
     assert [polyline_points(ln)[0][0] for ln in lines[1:]] == [x_of[10], x_of[20]]
     # The y axis is accuracy in percent: task 1 at 90% (step 10), dipping to 50% (step 12).
-    axis = next(ln for ln in elements(svg, "line") if ln.get("x1") == ln.get("x2")
-                and ln.get("stroke") == "#111827")
     bottom, top = float(axis.get("y2")), float(axis.get("y1"))
     ys = [y for _, y in polyline_points(lines[0])]
     assert ys[5] == pytest.approx(bottom - 0.9 * (bottom - top), abs=0.11)

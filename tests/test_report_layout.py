@@ -192,6 +192,7 @@ def test_the_stability_gap_section_sits_in_its_group_with_its_figures_apart(layo
     assert section["y"] + section["height"] <= group["y"] + group["height"]
     cards, figures = gaps["cards"], gaps["figures"]
     assert len(cards) == len(figures) == len(DIPS)  # one per strategy with a record
+    assert len({round(c["y"]) for c in cards}) < len(cards)  # side by side where they fit
     assert (gaps["curves"], gaps["switches"]) == (5 * len(DIPS), 4 * len(DIPS))
     for k, a in enumerate(cards):
         assert a["width"] > 250 and a["x"] + a["width"] <= 1400  # inside the 1400 px window
