@@ -1,5 +1,6 @@
 """Helpers of the store, compare, report and advisor tests: hand-made run records (no
-training), a tiny protocol for real runs, and the command line called in this process."""
+training), synthetic continual-evaluation records to attach to them, a tiny protocol for real
+runs, and the command line called in this process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import zlib
 import numpy as np
 
 from forgetless.config import RunConfig, run_id
+from forgetless.continual_metrics import summarize_continual
 from forgetless.metrics import summarize
 from forgetless.results import RunResult
 
@@ -50,6 +52,42 @@ def fake_run(strategy="naive", scenario="class", seed=0, family="baseline", acc=
         task_descriptions=descriptions or [f"digits {2 * t} and {2 * t + 1}"
                                            for t in range(tasks)],
         environment={"python": "3.11"}, created=f"2026-01-01T00:00:{seed:02d}+00:00")
+
+
+def continual_record(tasks=5, steps_per_task=10, every=2, dip=0.4) -> dict:
+    """A synthetic continual-evaluation record (a fixture written by formula, not a
+    measurement), laid out as ``FitResult.continual``: each task climbs from 0.1 to 0.9 during
+    its own ``steps_per_task`` steps; a fifth of the way into each later task it is at 0.9 -
+    ``dip`` (a task left earlier: 0.9 - dip / 2), and 60% of the way in it has regained 80% of
+    that loss (with 10 steps per task: 2 and 6 steps after the switch)."""
+    steps = list(range(0, tasks * steps_per_task + 1, every))
+    starts = [k * steps_per_task for k in range(tasks)]
+
+    def accuracy(k: int, step: int) -> float | None:
+        if step < starts[k]:
+            return None
+        if step <= starts[k] + steps_per_task:
+            return round(0.1 + 0.8 * (step - starts[k]) / steps_per_task, 6)
+        since = step - starts[k] - steps_per_task  # steps since the task after it began
+        later, into = divmod(since - 1, steps_per_task)  # which later task, how far into it
+        into = (into + 1) / steps_per_task
+        loss = dip * (1.0 if later == 0 else 0.5) * (
+            into / 0.2 if into <= 0.2 else max(0.2, 1 - 0.8 * (into - 0.2) / 0.4))
+        return round(0.9 - loss, 6)
+
+    return {"every": every, "eval_samples": 100, "steps": steps,
+            "accuracy": [[accuracy(k, s) for k in range(tasks)] for s in steps],
+            "task_starts": starts, "task_ends": [s + steps_per_task for s in starts],
+            "seconds": 0.2, "train_seconds": 2.0}
+
+
+def with_continual(run: RunResult, record: dict | None = None) -> RunResult:
+    """``run`` with a continual-evaluation record: ``record``, or ``continual_record`` for
+    its number of tasks; its ``metrics`` filled as the runner fills them."""
+    record = dict(record or continual_record(len(run.accuracy_matrix)))
+    record["metrics"] = summarize_continual(record)
+    run.continual = record
+    return run
 
 
 def run_cli(capsys, *args):

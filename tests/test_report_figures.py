@@ -1,15 +1,17 @@
 """The report's SVG figures and HTML pieces, without a browser: well-formed SVG, untrained
 heat-map cells that do not look like data, a legend that names (and escapes) every point, an
-explicit zero on the log axis, task curves that stay apart, the lesson panel and the sorting
-script."""
+explicit zero on the log axis, task curves that stay apart, accuracy against steps with the task
+switches marked (the stability gap), the lesson panel and the sorting script."""
 
 import re
 import xml.etree.ElementTree as ET
 
-from fake_runs import fake_run
+import pytest
+
+from fake_runs import continual_record, fake_run, with_continual
 from forgetless.report import render
 from forgetless.report.html import SORT_SCRIPT
-from forgetless.report.svg import heat_map, scatter, task_curves
+from forgetless.report.svg import heat_map, scatter, stability_gap, task_curves
 from forgetless.results.lesson import lesson
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -119,3 +121,66 @@ def test_the_page_opens_with_the_lesson_and_its_only_script_is_the_constant_sort
     assert "http://" not in SORT_SCRIPT and "https://" not in SORT_SCRIPT
     assert re.search(r"<div class='table-scroll'><table class='comparison sortable'", page)
     assert "ACC against peak memory" not in page
+
+
+def polyline_points(line) -> list[tuple[float, float]]:
+    return [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+
+
+def test_the_stability_gap_draws_every_task_against_steps_with_the_switches_marked():
+    record = continual_record(tasks=3, steps_per_task=10, every=2)  # steps 0, 2, ..., 30
+    svg = stability_gap(record, "gap")
+    lines = elements(svg, "polyline", "accuracy-curve")
+    assert len(lines) == 3
+    # Each task's line starts at its first evaluation: 16, 11 and 6 evaluations from steps
+    # 0, 10 and 20 on; its colour and dash are the task's, as in the end-of-task curves.
+    assert [len(polyline_points(ln)) for ln in lines] == [16, 11, 6]
+    curves = elements(task_curves([[0.5] * 3] * 3, "c"), "polyline", "task-curve")
+    assert [(ln.get("stroke"), ln.get("stroke-dasharray")) for ln in lines[:2]] == [
+        (ln.get("stroke"), ln.get("stroke-dasharray")) for ln in curves]
+    assert len({ln.get("stroke") for ln in lines}) == 3
+    # The x axis: pixels are linear in steps, from the y axis (step 0).
+    axis = next(ln for ln in elements(svg, "line") if ln.get("x1") == ln.get("x2")
+                and ln.get("stroke") == "#111827")
+    x_of = {s: x for s, (x, _) in zip(record["steps"], polyline_points(lines[0]), strict=True)}
+    assert x_of[0] == float(axis.get("x1"))
+    per_step = (x_of[30] - x_of[0]) / 30
+    assert per_step > 5 and all(x == pytest.approx(x_of[0] + per_step * s, abs=0.11)
+                                for s, x in x_of.items())
+    # Task switches: one dashed vertical line at each later task's start (steps 10 and 20),
+    # where that task's line begins; none at step 0.
+    switches = elements(svg, "line", "task-switch")
+    assert [float(ln.get("x1")) for ln in switches] == [x_of[10], x_of[20]]
+    assert all(ln.get("x1") == ln.get("x2") and ln.get("stroke-dasharray") for ln in switches)
+    assert [polyline_points(ln)[0][0] for ln in lines[1:]] == [x_of[10], x_of[20]]
+    # The y axis is accuracy in percent: task 1 at 90% (step 10), dipping to 50% (step 12).
+    bottom, top = float(axis.get("y2")), float(axis.get("y1"))
+    ys = [y for _, y in polyline_points(lines[0])]
+    assert ys[5] == pytest.approx(bottom - 0.9 * (bottom - top), abs=0.11)
+    assert ys[6] == pytest.approx(bottom - 0.5 * (bottom - top), abs=0.11)
+    texts = [t.text for t in elements(svg, "text")]
+    assert "training steps" in texts and "accuracy %" in texts
+    legend = [t.text for t in elements(svg, "text", "legend")]
+    assert legend == ["task 1", "task 2", "task 3", "task switch"]
+    assert all(float(t.get("x")) > x_of[30] for t in elements(svg, "text", "legend"))
+
+
+def test_the_report_has_a_stability_gap_section_only_for_runs_with_a_record():
+    seed_0 = continual_record(tasks=5, dip=0.4)
+    seed_1 = continual_record(tasks=5, dip=0.2)
+    runs = [with_continual(fake_run("er", "class", 0, family="replay"), seed_0),
+            with_continual(fake_run("er", "class", 1, family="replay"), seed_1),
+            with_continual(fake_run(HOSTILE, "class", 0, family="replay")),
+            fake_run("naive", "class", 0), fake_run("naive", "task", 0)]
+    page = render(runs)
+    heading = "Accuracy during training: the stability gap"
+    assert page.count(heading) == 1  # the class-incremental group; not the task one
+    section = page[page.index("<section class='stability-gap'>"):]
+    section = section[:section.index("</section>")]
+    figures = re.findall(r"<svg.*?</svg>", section, re.DOTALL)
+    assert [ET.fromstring(f).get("class") for f in figures] == ["stability-gap"] * 2  # no naive
+    # One seed per strategy, the first: ER's figure is seed 0's record (its dip: 40 points).
+    er = section[section.index("data-strategy='er'"):]
+    assert "seed 0: min-ACC 50.0 %" in er and "mean dip 40.0 %" in er
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in section
+    assert heading not in render([r for r in runs if not r.continual])

@@ -1,7 +1,9 @@
 """The report's layout in headless Chromium (tests/browser.py): the lesson panel on top, no two
 texts of a figure overlapping, a table that sorts by a clicked header and that a 900 px window
-does not cut off. A crowded hand-made comparison (every registered strategy, near-equal results
-in each family, hyper-parameter variants, a long hostile name) makes overlaps likely.
+does not cut off, the stability-gap section in its group with its figures side by side. A
+crowded hand-made comparison (every registered strategy, near-equal results in each family,
+hyper-parameter variants, a long hostile name, continual-evaluation records over 3,000 steps)
+makes overlaps likely.
 
 Without Chromium these tests are skipped with how to enable it, except under CI=true."""
 
@@ -11,12 +13,14 @@ from html import unescape
 import pytest
 
 from browser import measure, require_chromium
-from fake_runs import fake_run
+from fake_runs import continual_record, fake_run, with_continual
 from forgetless.report import write_report
 from forgetless.results.lesson import lesson
 from forgetless.strategies import STRATEGIES
 
 HOSTILE = "<b>a rather long strategy name</b> & \"quoted\""
+#: Class-incremental strategies given a continual-evaluation record, with the depth of their dip.
+DIPS = {"naive": 0.6, "er": 0.3, "er-ace": 0.15, HOSTILE: 0.2}
 ACC = {"task": {"baseline": 0.93, "regularization": 0.95, "replay": 0.97, "architecture": 0.99},
        "domain": {"baseline": 0.60, "regularization": 0.64, "replay": 0.85},
        "class": {"baseline": 0.19, "regularization": 0.19, "replay": 0.80}}
@@ -43,6 +47,12 @@ def crowded_runs():
                           params={"lam": lam}) for seed in (0, 1)]
     runs += [fake_run(HOSTILE, "class", seed, family="replay", acc=0.8, forgetting=0.15,
                       strategy_bytes=200_000, train_seconds=14.0) for seed in (0, 1)]
+    for run in runs:
+        name = run.config["strategy"]
+        if run.config["scenario"] == "class" and name in DIPS and not run.config[
+                "strategy_params"]:
+            with_continual(run, continual_record(5, steps_per_task=600, every=20,
+                                                 dip=DIPS[name]))
     return runs
 
 
@@ -50,12 +60,22 @@ def crowded_runs():
 READ_LAYOUT = """
   const texts = Array.from(document.querySelectorAll('svg'), svg => ({
     kind: svg.getAttribute('class') || '', title: svg.getAttribute('aria-label'),
+    frame: svg.getBoundingClientRect().toJSON(),
     boxes: Array.from(svg.querySelectorAll('text'), t => {
       const r = t.getBoundingClientRect();
       return {text: t.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom};
     })}));
   const panel = document.querySelector('section.lesson');
   const groups = Array.from(document.querySelectorAll('section.group'), s => rect('#' + s.id));
+  const gap = document.querySelector('section.stability-gap');
+  const gap_group = gap && gap.closest('section.group');
+  const gaps = {section: gap && rect('section.stability-gap'),
+                group: gap_group && rect('#' + gap_group.id),
+                strategies: gap_group && rect('#' + gap_group.id + ' .strategies'),
+                cards: rects('section.stability-gap figure'),
+                figures: rects('section.stability-gap svg'),
+                curves: rects('section.stability-gap polyline.accuracy-curve').length,
+                switches: rects('section.stability-gap line.task-switch').length};
   const table = document.querySelector('table.comparison');
   const order = () => Array.from(table.tBodies[0].rows, tr => ({
     strategy: tr.dataset.label, acc: parseFloat(tr.dataset.acc)}));
@@ -70,7 +90,7 @@ READ_LAYOUT = """
   heads[0].click(); sorts.restored = order();
   sorts.restored_class = table.classList.contains('sorted');
   return {texts: texts, panel: panel && rect('section.lesson'),
-          panel_text: panel && panel.textContent, groups: groups, sorts: sorts,
+          panel_text: panel && panel.textContent, groups: groups, sorts: sorts, gaps: gaps,
           first_scenario: table.dataset.scenario};
 """
 
@@ -162,3 +182,32 @@ def test_a_900_px_window_does_not_cut_the_table_off(report):
     scrolls = seen["overflow"] in ("auto", "scroll") and seen["scroll_width"] >= \
         seen["table"]["width"] - 1
     assert fits or scrolls, json.dumps(seen)
+
+
+def test_the_stability_gap_section_sits_in_its_group_with_its_figures_apart(layout):
+    gaps = layout["gaps"]
+    assert gaps["section"] is not None, "no stability-gap section"
+    group, section = gaps["group"], gaps["section"]
+    assert group["y"] < gaps["strategies"]["y"] < section["y"]  # after the heat maps
+    assert section["y"] + section["height"] <= group["y"] + group["height"]
+    cards, figures = gaps["cards"], gaps["figures"]
+    assert len(cards) == len(figures) == len(DIPS)  # one per strategy with a record
+    assert len({round(c["y"]) for c in cards}) < len(cards)  # side by side where they fit
+    assert (gaps["curves"], gaps["switches"]) == (5 * len(DIPS), 4 * len(DIPS))
+    for k, a in enumerate(cards):
+        assert a["width"] > 250 and a["x"] + a["width"] <= 1400  # inside the 1400 px window
+        for b in cards[k + 1:]:
+            assert (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                    or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+    for card, figure in zip(cards, figures, strict=True):  # each figure inside its card
+        assert card["x"] <= figure["x"] and figure["x"] + figure["width"] <= card["x"] + card[
+            "width"]
+    gap_texts = [f for f in layout["texts"] if f["kind"] == "stability-gap"]
+    assert len(gap_texts) == len(DIPS)
+    for figure in gap_texts:  # no text cut off by the figure's edge (the long name's title)
+        frame = figure["frame"]
+        assert all(frame["left"] <= b["left"] and b["right"] <= frame["right"] + 0.5
+                   and frame["top"] <= b["top"] and b["bottom"] <= frame["bottom"] + 0.5
+                   for b in figure["boxes"]), figure["title"]
+    labels = [b["text"] for b in gap_texts[0]["boxes"]]
+    assert "3000" in labels and "training steps" in labels and "task switch" in labels

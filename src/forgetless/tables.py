@@ -37,15 +37,51 @@ def format_accuracy_matrix(matrix, descriptions=None, untrained=None) -> str:
     return text
 
 
-def format_metrics(metrics: dict) -> str:
-    names = [("acc", "ACC (final average accuracy)"), ("bwt", "BWT (backward transfer)"),
-             ("forgetting", "average forgetting"), ("fwt", "FWT (forward transfer)"),
-             ("learning_acc", "learning accuracy (diagonal)")]
-    def value(v) -> str:  # None: undefined (FWT in class-incremental runs, of joint)
+def _percentages(values: dict, names: list[tuple[str, str]]) -> str:
+    """One line per (key, label) of ``names`` present in ``values``: the label, the value in
+    percent ("–" for None: undefined, e.g. FWT in class-incremental runs, of joint)."""
+    def value(v) -> str:
         return f"{'–':>7}" if v is None else f"{100 * v:7.2f} %"
 
-    return "\n".join(f"{label:<32} {value(metrics[key])}" for key, label in names
-                     if key in metrics)
+    return "\n".join(f"{label:<32} {value(values[key])}" for key, label in names
+                     if key in values)
+
+
+def format_metrics(metrics: dict) -> str:
+    return _percentages(metrics, [
+        ("acc", "ACC (final average accuracy)"), ("bwt", "BWT (backward transfer)"),
+        ("forgetting", "average forgetting"), ("fwt", "FWT (forward transfer)"),
+        ("learning_acc", "learning accuracy (diagonal)")])
+
+
+def format_continual(record: dict, summary: dict) -> str:
+    """A continual-evaluation record (``RunResult.continual``) and its metrics
+    (``continual_metrics.summarize_continual``): min-ACC, WC-ACC, the dip of each task just
+    left when the next one starts, and what evaluating cost."""
+    lines = [_percentages(summary, [("min_acc", "min-ACC (worst on old tasks)"),
+                                    ("wc_acc", "WC-ACC (worst case)"),
+                                    ("mean_dip_depth", "mean dip at a task switch")])]
+    dips = [d for d in summary["dips"] if d["task"] == d["switch"] - 1]
+    if dips:
+        def percent(v: float) -> str:
+            return f"{100 * v:.1f}"
+
+        rows = [[f"task {d['switch'] + 1}", f"task {d['task'] + 1}", percent(d["before"]),
+                 percent(d["minimum"]), percent(d["depth"]), str(d["steps_to_minimum"]),
+                 "–" if d["recovery_steps"] is None else str(d["recovery_steps"])]
+                for d in dips]
+        lines += ["", format_table(["new task", "old task", "before %", "lowest %", "dip %",
+                                    "lowest at", "half back at"], rows, align="llrrrrr"),
+                  wrap("lowest at, half back at: steps after the switch; –: half of the dip "
+                       "not regained within the task.", terminal_width())]
+    seconds, training = record.get("seconds"), record.get("train_seconds")
+    cost = (f" ({100 * seconds / training:.0f}% of the training time)"
+            if seconds is not None and training else "")
+    lines.append(wrap(f"continual evaluation every {record.get('every')} steps on "
+                      f"{record.get('eval_samples')} test samples per task: "
+                      f"{len(record['steps'])} evaluations, {seconds or 0:.2f} s{cost}.",
+                      terminal_width()))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- fitting a terminal

@@ -3,9 +3,10 @@ inline script of our own (sorting the tables; the page reads the same without it
 
 At the top, the lesson (``forgetless.results.lesson``); then per protocol and scenario, where
 forgetting is worst first: the comparison table (grouped by family; click a header to sort),
-ACC against cost (train time, bytes the strategy holds), and per strategy its accuracy-matrix
-heat map and per-task curves. Every piece of text that comes from a config, a strategy name or
-a task description is escaped; the script is a constant and takes no data.
+ACC against cost (train time, bytes the strategy holds), per strategy its accuracy-matrix
+heat map and per-task curves, and, for runs evaluated every few steps, each task's accuracy
+during training (the stability gap). Every piece of text that comes from a config, a strategy
+name or a task description is escaped; the script is a constant and takes no data.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
+from forgetless.continual_metrics import summarize_continual
 from forgetless.report import svg
 from forgetless.results.lesson import Lesson, lesson, worst_first
 from forgetless.results.run_result import RunResult
 from forgetless.results.summary import (
-    HEADERS,
-    METRICS,
     NOTE,
     Group,
     group_runs,
+    headers,
     human_bytes,
+    notes,
     row_cells,
+    shown_metrics,
 )
 
 FAMILY_NOTES = {
@@ -125,17 +128,19 @@ SORT_SCRIPT = r"""
 
 
 def _table(group: Group) -> str:
-    head = (f"<th title='back to the grouped order'>{_e(HEADERS[0])}</th>"
-            + "".join(f"<th title='sort by {_e(h)}'>{_e(h)}</th>" for h in HEADERS[1:]))
+    names, metrics = headers(group), shown_metrics(group.continual)
+    head = (f"<th title='back to the grouped order'>{_e(names[0])}</th>"
+            + "".join(f"<th title='sort by {_e(h)}'>{_e(h)}</th>" for h in names[1:]))
     lines, previous = [], None
     for row in group.rows:
-        cells = row_cells(row)
+        cells = row_cells(row, metrics)
         start = row.family != previous
         previous = row.family
         data = {"strategy": row.strategy, "label": row.label, "family": row.family,
                 "seeds": " ".join(map(str, row.seeds)), "run-ids": " ".join(row.run_ids)}
-        for metric in METRICS:
-            data[metric] = repr(row.stats[metric].mean)
+        for metric in metrics:
+            if metric in row.stats:
+                data[metric.replace("_", "-")] = repr(row.stats[metric].mean)
         attributes = " ".join(f"data-{k}='{_e(v)}'" for k, v in data.items())
         swatch = f"<span class='swatch' style='background:{svg.family_color(row.family)}'></span>"
         tds = [f"<td><span class='family-name'>{swatch}{_e(cells[0])}</span></td>"] + [
@@ -216,6 +221,40 @@ def _strategy_cards(group: Group) -> str:
     return "".join(cards)
 
 
+def _stability_gap_section(group: Group) -> str:
+    """Per strategy with a continual-evaluation record, every task's accuracy against training
+    steps for one seed (``svg.stability_gap``); "" when no row has a record."""
+    rows = [r for r in group.rows if r.continual]
+    if not rows:
+        return ""
+    def percent(value) -> str:
+        return "–" if value is None else f"{100 * value:.1f} %"
+
+    cards = []
+    for row in rows:
+        record = row.continual_record
+        found = summarize_continual(record)
+        cards.append(
+            f"<figure class='strategy' data-strategy='{_e(row.strategy)}'>"
+            f"<figcaption><span class='swatch' style='background:"
+            f"{svg.family_color(row.family)}'></span><b>{_e(row.label)}</b>, seed "
+            f"{_e(row.continual_seed)}: min-ACC {_e(percent(found['min_acc']))}, WC-ACC "
+            f"{_e(percent(found['wc_acc']))}, mean dip {_e(percent(found['mean_dip_depth']))}"
+            f"</figcaption>"
+            + svg.stability_gap(record, f"{row.label}: accuracy during training")
+            + f"<div class='params'>evaluated every {_e(record.get('every'))} steps on "
+            f"{_e(record.get('eval_samples'))} test samples per task</div></figure>")
+    return ("<section class='stability-gap'><h3>Accuracy during training: the stability gap"
+            "</h3><p class='note'>Each task's accuracy (%) on a fixed subset of its test set, "
+            "evaluated every few training steps and at every task end, for one seed of each "
+            "strategy (its first with a record); dashed vertical lines: a new task starts. An "
+            "old task that drops right after a line and climbs back is the stability gap (De "
+            "Lange, van de Ven & Tuytelaars 2023), which the end-of-task matrices, measured "
+            "only at the lines, do not show. Mean dip: how far the task just left falls after "
+            "a switch, averaged over switches.</p>"
+            f"<div class='strategies'>{''.join(cards)}</div></section>")
+
+
 def render(runs: list[RunResult], title: str = "forgetless comparison",
            source: str = "") -> str:
     """The HTML page for ``runs``."""
@@ -249,8 +288,10 @@ def render(runs: list[RunResult], title: str = "forgetless comparison",
                   "marker; tasks are drawn a pixel or two apart so that equal values stay "
                   "visible, a marker's tooltip has the exact value); a falling line is "
                   "forgetting.</p>",
-                  f"<div class='strategies'>{_strategy_cards(group)}</div></section>"]
-    parts.append(f"<p class='note'>{_e(NOTE)}</p><script>{SORT_SCRIPT}</script></body></html>")
+                  f"<div class='strategies'>{_strategy_cards(group)}</div>",
+                  _stability_gap_section(group), "</section>"]
+    parts.append(f"<p class='note'>{_e(notes(groups, NOTE))}</p>"
+                 f"<script>{SORT_SCRIPT}</script></body></html>")
     return "".join(parts)
 
 

@@ -4,6 +4,8 @@
   tasks not trained yet (above the diagonal) are hatched and carry no number;
 - ``task_curves``: each task's accuracy from when it was learned to the end of the stream
   (forgetting is a falling line), each task with its own colour, dash and marker;
+- ``stability_gap``: each task's accuracy against training steps from a continual-evaluation
+  record, task switches as dashed vertical lines (the dip after a switch is the stability gap);
 - ``scatter``: one marker per strategy (e.g. ACC against train time), coloured by family, shaped
   per strategy and named in a legend beside the plot -- no label sits in the plot, so none can
   cover another.
@@ -204,6 +206,31 @@ def _legend(x: float, top: float, entries: list[tuple[str, str]]) -> tuple[list[
 
 #: Pixels between two tasks' curves where their values are equal.
 LIFT = 1.6
+#: The y ticks of a plot of accuracy in percent.
+PERCENT_TICKS = (0, 25, 50, 75, 100)
+
+
+def _task_style(j: int) -> tuple[str, str]:
+    """Task j's colour and dash attribute ("" for a solid line), the same in every figure."""
+    dash = DASHES[j % len(DASHES)]
+    return TASK_COLORS[j % len(TASK_COLORS)], f" stroke-dasharray='{dash}'" if dash else ""
+
+
+def _polyline(kind: str, points: list[tuple[float, float]], color: str, width: float,
+              dashing: str = "", tip: str = "") -> str:
+    """A line through ``points`` (pixels), of class ``kind``; ``tip`` becomes a tooltip."""
+    element = (f"<polyline class='{kind}' points='"
+               + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+               + f"' fill='none' stroke='{color}' stroke-width='{width}'{dashing}")
+    return element + (f"><title>{escape(tip)}</title></polyline>" if tip else "/>")
+
+
+def _task_sample(j: int, with_marker: bool = True) -> str:
+    """Task j's legend symbol: a short line in its colour and dash, with its marker."""
+    color, dashing = _task_style(j)
+    line = f"<line x1='-9' y1='0' x2='9' y2='0' stroke='{color}' stroke-width='1.8'{dashing}/>"
+    shape, filled = marker_style(j)
+    return line + (marker(shape, 0, 0, color, 3.2, filled) if with_marker else "")
 
 
 def task_curves(matrix: list[list[float]], title: str, width: int = 310,
@@ -229,25 +256,20 @@ def task_curves(matrix: list[list[float]], title: str, width: int = 310,
 
     body = [_text(left + w / 2, 13, title, 12, extra="font-weight='bold'")]
     body += _axes(left, top, w, h, [(px(i), str(i + 1)) for i in range(t)],
-                  [(py(v / 100), str(v)) for v in (0, 25, 50, 75, 100)],
+                  [(py(v / 100), str(v)) for v in PERCENT_TICKS],
                   "after training task", "accuracy %")
     entries = []
     for j in range(t):
-        color, dash = TASK_COLORS[j % len(TASK_COLORS)], DASHES[j % len(DASHES)]
+        color, dashing = _task_style(j)
         shape, filled = marker_style(j)
-        dashing = f" stroke-dasharray='{dash}'" if dash else ""
         points = [(px(i, j), py(matrix[i][j], j)) for i in range(j, t)]
         if len(points) > 1:
-            body.append("<polyline class='task-curve' points='"
-                        + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-                        + f"' fill='none' stroke='{color}' stroke-width='1.6'{dashing}/>")
+            body.append(_polyline("task-curve", points, color, 1.6, dashing))
         for i, (x, y) in zip(range(j, t), points, strict=True):
             body.append(marker(shape, x, y, color, 2.6, filled,
                                tip=f"task {j + 1} after task {i + 1}: "
                                    f"{100 * matrix[i][j]:.1f}%", kind="point"))
-        sample = (f"<line x1='-9' y1='0' x2='9' y2='0' stroke='{color}' stroke-width='1.8'"
-                  f"{dashing}/>" + marker(shape, 0, 0, color, 3.2, filled))
-        entries.append((sample, f"task {j + 1}"))
+        entries.append((_task_sample(j), f"task {j + 1}"))
     legend, _ = _legend(left + w + 16, top + 4, entries[:12])  # right of the dodged markers
     body += legend
     return _svg(width, max(height, top + 4 + LEGEND_ROW * min(t, 12)), body, title,
@@ -380,9 +402,7 @@ def learning_forgetting_plane(curves: list[dict], prior: float | None, title: st
         shape, filled = curve["marker"]
         points = [(px(x), py(y)) for x, y in curve["points"]]
         if len(points) > 1:
-            body.append("<polyline class='plane-curve' points='"
-                        + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-                        + f"' fill='none' stroke='{color}' stroke-width='1.2'/>")
+            body.append(_polyline("plane-curve", points, color, 1.2))
         for k, ((x, y), (vx, vy)) in enumerate(zip(points, curve["points"], strict=True)):
             body.append(marker(shape, x, y, color, 4, filled,
                                f"{curve['label']} after new task {k + 1}: learnt "
@@ -392,3 +412,52 @@ def learning_forgetting_plane(curves: list[dict], prior: float | None, title: st
     body += legend
     total_height = max(height, top + 4 + LEGEND_ROW * len(entries))
     return _svg(left + w + 14 + legend_width, total_height, body, title, "plane")
+
+
+#: The dash of the task-switch lines (stroke-dasharray), unlike any task's.
+SWITCH_DASH = "3 3"
+
+
+def stability_gap(record: dict, title: str, width: int = 300, height: int = 220) -> str:
+    """Each task's accuracy (%) against training steps, from a continual-evaluation record
+    (``RunResult.continual``): one line per task from its first evaluation on, in the task's
+    colour and dash (as in ``task_curves``), and a dashed vertical line where each task after
+    the first starts. An old task's drop right after a switch, climbing back later, is the
+    stability gap (De Lange et al. 2023)."""
+    steps, accuracy, starts = record["steps"], record["accuracy"], record["task_starts"]
+    t = len(starts)
+    left, top, bottom = 42, 22, 38
+    w, h = width - left - 12, height - top - bottom  # the plot; the legend to its right
+    x_ticks = _nice_ticks(0.0, float(max(steps[-1], 1)))
+
+    def px(step: float) -> float:
+        return left + w * step / x_ticks[-1]
+
+    def py(value: float) -> float:
+        return top + h * (1 - min(max(value, 0.0), 1.0))
+
+    title_width = 7 * len(title) + 10  # 12 px bold, as in ``heat_map``
+    body = [_text(max(left + w / 2, title_width / 2), 13, title, 12,
+                  extra="font-weight='bold'")]
+    body += _axes(left, top, w, h, [(px(v), f"{v:g}") for v in x_ticks],
+                  [(py(v / 100), str(v)) for v in PERCENT_TICKS], "training steps",
+                  "accuracy %")
+    for k, start in enumerate(starts[1:], start=1):
+        body.append(f"<line class='task-switch' x1='{px(start):.1f}' y1='{top}' "
+                    f"x2='{px(start):.1f}' y2='{top + h}' stroke='#4b5563' stroke-width='1.2' "
+                    f"stroke-dasharray='{SWITCH_DASH}'><title>task {k + 1} starts at step "
+                    f"{start}</title></line>")
+    for j in range(t):
+        color, dashing = _task_style(j)
+        points = [(px(s), py(row[j])) for s, row in zip(steps, accuracy, strict=True)
+                  if row[j] is not None]
+        if points:
+            body.append(_polyline("accuracy-curve", points, color, 1.4, dashing,
+                                  tip=f"task {j + 1}"))
+    entries = [(_task_sample(j, with_marker=False), f"task {j + 1}") for j in range(min(t, 12))]
+    entries.append((f"<line x1='0' y1='-6' x2='0' y2='6' stroke='#4b5563' stroke-width='1.2' "
+                    f"stroke-dasharray='{SWITCH_DASH}'/>", "task switch"))
+    legend, legend_width = _legend(left + w + 14, top + 4, entries)
+    body += legend
+    return _svg(max(left + w + 14 + legend_width, title_width),
+                max(height, top + 4 + LEGEND_ROW * len(entries)), body, title, "stability-gap")

@@ -3,7 +3,9 @@
 Runs are grouped by *protocol* (benchmark, source, model, training budget) and scenario; within a
 group, one row per *variant* (a strategy with one set of hyper-parameters). Every metric is
 recomputed from the stored accuracy matrices (``forgetless.metrics``), so a table never shows a
-number the matrices do not support. Rows are grouped by family; within a family the best ACC
+number the matrices do not support; runs with a continual-evaluation record add min-ACC and
+WC-ACC, recomputed from that record (``forgetless.continual_metrics``), and tables of runs
+without one look as before. Rows are grouped by family; within a family the best ACC
 comes first.
 
 Formats: plain text for the terminal (``format_text``), CSV (``to_csv``), Markdown
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from forgetless.continual_metrics import summarize_continual
 from forgetless.metrics import forward_transfer_defined, summarize
 from forgetless.results.run_result import RunResult
 from forgetless.results.store import protocol_key, variant_key
@@ -36,6 +39,9 @@ FAMILY_ORDER = ("baseline", "regularization", "replay", "architecture", "paramet
                 "weight-space", "frozen-features", "hybrid")
 SCENARIO_ORDER = ("task", "domain", "class")
 METRICS = ("acc", "forgetting", "bwt", "fwt")
+#: The worst-case metrics of continual evaluation (De Lange et al. 2023), shown only where runs
+#: have a continual-evaluation record.
+CONTINUAL_METRICS = ("min_acc", "wc_acc")
 #: Strategies that keep all data seen (or to come): references to compare with, never a winner.
 BOUNDS = frozenset({"joint", "cumulative"})
 #: Doing nothing: what every fix is measured against (the lesson, the advisor).
@@ -104,6 +110,20 @@ class Row:
     #: Mean score on each task before any training (a pretrained model's prior skills).
     untrained: list[float] = field(default_factory=list)
     mark: str = ""  # WINNER, TIED or "" (see ``mark_winners``)
+    #: The continual-evaluation record of its first seed that has one (``RunResult.continual``;
+    #: the report plots it), and that seed; empty and None when no run has one.
+    continual_record: dict = field(default_factory=dict)
+    continual_seed: int | None = None
+
+    @property
+    def continual(self) -> bool:
+        """Were its runs evaluated every few steps? Then ``stats`` hold ``CONTINUAL_METRICS``."""
+        return bool(self.continual_record)
+
+
+def has_continual(run: RunResult) -> bool:
+    """Did the run record continual evaluation (the runner fills its ``metrics``)?"""
+    return bool(run.continual.get("metrics"))
 
 
 @dataclass
@@ -118,6 +138,12 @@ class Group:
     @property
     def title(self) -> str:
         return f"{self.scenario}-incremental — {self.description}"
+
+    @property
+    def continual(self) -> bool:
+        """Does some row have a continual-evaluation record (then its tables add min-ACC and
+        WC-ACC)?"""
+        return any(r.continual for r in self.rows)
 
 
 #: Benchmarks built from a model's tokenizer, not from a data source (``data.text_benchmarks``).
@@ -176,6 +202,12 @@ def _row(runs: list[RunResult]) -> Row:
     first = runs[0]
     metrics = [summarize(r.accuracy_matrix, r.untrained_accuracy, _fwt_defined(r)) for r in runs]
     matrices = np.asarray([r.accuracy_matrix for r in runs], dtype=float)
+    recorded = next((r for r in runs if has_continual(r)), None)
+    continual = recorded is not None
+    if continual:  # a seed without a record makes the mean undefined ("–"), not a guess
+        worst = [summarize_continual(r.continual) if has_continual(r) else {} for r in runs]
+        metrics = [dict(m, **{k: w.get(k) for k in CONTINUAL_METRICS})
+                   for m, w in zip(metrics, worst, strict=True)]
     info = first.strategy_info
     return Row(
         label=strategy_label(first.config),
@@ -185,7 +217,8 @@ def _row(runs: list[RunResult]) -> Row:
         variant=variant_key(first.config),
         seeds=[r.config.get("seed", 0) for r in runs],
         run_ids=[r.run_id for r in runs],
-        stats={k: Stat.of(m[k] for m in metrics) for k in METRICS},
+        stats={k: Stat.of(m[k] for m in metrics)
+               for k in shown_metrics(continual)},
         train_seconds=_mean(r.costs.get("train_seconds_total") for r in runs),
         peak_rss_bytes=_mean(r.costs.get("peak_rss_bytes") for r in runs),
         strategy_bytes=_mean(r.costs.get("strategy_bytes") for r in runs),
@@ -197,6 +230,8 @@ def _row(runs: list[RunResult]) -> Row:
         task_descriptions=list(first.task_descriptions),
         objective=first.objective,
         untrained=np.mean([r.untrained_accuracy for r in runs], axis=0).tolist(),
+        continual_record=recorded.continual if continual else {},
+        continual_seed=recorded.config.get("seed", 0) if continual else None,
     )
 
 
@@ -299,12 +334,33 @@ def yes_no(flag: bool) -> str:
 HEADERS = ["family", "strategy", "seeds", "ACC %", "forgetting %", "BWT %", "FWT %",
            "time x naive", "peak memory", "strategy holds", "params added", "raw data",
            "task id"]
+#: After "FWT %" in a group with a continual-evaluation record.
+CONTINUAL_HEADERS = ["min-ACC %", "WC-ACC %"]
 
 
-def row_cells(row: Row) -> list[str]:
-    """A row as the text, Markdown and HTML tables show it."""
+def headers(group: Group) -> list[str]:
+    """The full headers of ``group``'s table: ``HEADERS``, with ``CONTINUAL_HEADERS`` after
+    FWT where a row has a continual-evaluation record."""
+    at = HEADERS.index("FWT %") + 1
+    return HEADERS[:at] + (CONTINUAL_HEADERS if group.continual else []) + HEADERS[at:]
+
+
+def shown_metrics(continual: bool) -> tuple[str, ...]:
+    """The metrics a table shows, in ``headers`` order: with ``CONTINUAL_METRICS`` where some
+    run has a continual-evaluation record (``continual``)."""
+    return METRICS + (CONTINUAL_METRICS if continual else ())
+
+
+def _stat_cell(row: Row, metric: str) -> str:
+    """A metric in percent; "–" where the row has none (no continual record)."""
+    return row.stats[metric].percent() if metric in row.stats else "–"
+
+
+def row_cells(row: Row, metrics: tuple[str, ...] = METRICS) -> list[str]:
+    """A row as the text, Markdown and HTML tables show it (``metrics``: ``shown_metrics`` of
+    its group)."""
     return [row.family, row.label, str(len(row.seeds))] + [
-        row.stats[m].percent() for m in METRICS] + [
+        _stat_cell(row, m) for m in metrics] + [
         ratio_text(row.time_ratio), human_bytes(row.peak_rss_bytes),
         human_bytes(row.strategy_bytes), count_text(row.parameters_added),
         yes_no(row.stores_raw_data), yes_no(row.needs_task_id)]
@@ -314,7 +370,7 @@ def _grouped_cells(group: Group) -> list[list[str]]:
     """The family named once, on the first row of its block; the winner marked."""
     cells, previous = [], None
     for row in group.rows:
-        line = row_cells(row)
+        line = row_cells(row, shown_metrics(group.continual))
         line[1] = _marked(row)
         if row.family == previous:
             line[0] = ""
@@ -329,6 +385,15 @@ NOTE = ("ACC: final average accuracy; forgetting: mean drop from each task's bes
         "joint); mean ± sd over seeds. time x naive: "
         "train time over naive's; peak memory: the run's peak RSS; strategy holds: bytes kept "
         "beyond the model; raw data: stores training samples; task id: needs it at test time.")
+#: Added to the notes where a table has the continual metrics.
+CONTINUAL_NOTE = ("min-ACC: each old task's lowest accuracy after it was learned, evaluated every "
+                  "few training steps, averaged over tasks; WC-ACC: 1/T x the last task's final "
+                  "accuracy + (1 - 1/T) x min-ACC (De Lange, van de Ven & Tuytelaars 2023).")
+
+
+def notes(groups: list[Group], note: str) -> str:
+    """``note``, followed by ``CONTINUAL_NOTE`` where some table shows the continual metrics."""
+    return f"{note} {CONTINUAL_NOTE}" if any(g.continual for g in groups) else note
 
 
 def _marked(row: Row) -> str:
@@ -354,6 +419,9 @@ def terminal_columns(group: Group) -> list[Column]:
         Column("forget %", lambda r: r.stats["forgetting"].percent(), drop=3),
         Column("BWT %", lambda r: r.stats["bwt"].percent(), drop=6),
         Column("FWT %", lambda r: r.stats["fwt"].percent(), drop=5),
+        *([Column("min-ACC %", lambda r: _stat_cell(r, "min_acc"), drop=4),
+           Column("WC-ACC %", lambda r: _stat_cell(r, "wc_acc"), drop=5)]
+          if group.continual else []),
         Column("time", lambda r: ratio_text(r.time_ratio), drop=2),
         Column("peak mem", lambda r: human_bytes(r.peak_rss_bytes), drop=8),
         Column("holds", lambda r: human_bytes(r.strategy_bytes), drop=1),
@@ -378,9 +446,10 @@ def format_text(groups: list[Group], width: int | None = None, wide: bool = Fals
     if wide:
         parts = []
         for group in groups:
-            parts += [group.title, format_table(HEADERS, _grouped_cells(group),
-                                                align="llr" + "r" * 8 + "ll"), ""]
-        return "\n".join(parts + [wrap(f"{NOTE} {MARK_RULE}",
+            names = headers(group)
+            parts += [group.title, format_table(names, _grouped_cells(group),
+                                                align="ll" + "r" * (len(names) - 4) + "ll"), ""]
+        return "\n".join(parts + [wrap(notes(groups, f"{NOTE} {MARK_RULE}"),
                                         terminal_width() if width is None else width)])
     width = terminal_width() if width is None else width
     parts, left_out = [], []
@@ -388,7 +457,7 @@ def format_text(groups: list[Group], width: int | None = None, wide: bool = Fals
         kept, dropped = fit_columns(terminal_columns(group), group.rows, width)
         left_out += [c.header for c in dropped if c.header not in left_out]
         parts += [wrap(group.title, width), format_columns(kept, group.rows), ""]
-    note = SHORT_NOTE + " " + MARK_RULE
+    note = notes(groups, SHORT_NOTE + " " + MARK_RULE)
     if left_out:
         note += f" Left out at {width} columns: {', '.join(left_out)} (--wide shows all)."
     return "\n".join(parts + [wrap(note, width)])
@@ -401,32 +470,42 @@ def _md(text: str) -> str:
 def to_markdown(groups: list[Group]) -> str:
     lines = []
     for group in groups:
-        lines += [f"### {_md(group.title)}", "", "| " + " | ".join(HEADERS) + " |",
-                  "|" + "|".join("---" if i < 2 or i >= 11 else "--:"
-                                 for i in range(len(HEADERS))) + "|"]
+        names = headers(group)
+        lines += [f"### {_md(group.title)}", "", "| " + " | ".join(names) + " |",
+                  "|" + "|".join("---" if i < 2 or i >= len(names) - 2 else "--:"
+                                 for i in range(len(names))) + "|"]
         for cells in _grouped_cells(group):
             if cells[0]:
                 cells[0] = f"**{cells[0]}**"
             lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
         lines.append("")
-    lines.append(_md(f"{NOTE} {MARK_RULE}"))
+    lines.append(_md(notes(groups, f"{NOTE} {MARK_RULE}")))
     return "\n".join(lines) + "\n"
 
 
-CSV_COLUMNS = ["protocol", "protocol_description", "scenario", "family", "strategy", "label",
-               "n_seeds", "seeds"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "sd")] + [
-    "time_ratio_to_naive", "train_seconds_mean", "peak_rss_bytes_mean", "strategy_bytes_mean",
-    "parameters_added_mean", "stores_raw_data", "needs_task_id", "variant", "run_ids"]
+def csv_columns(metrics: tuple[str, ...] = METRICS) -> list[str]:
+    return ["protocol", "protocol_description", "scenario", "family", "strategy", "label",
+            "n_seeds", "seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd")] + [
+        "time_ratio_to_naive", "train_seconds_mean", "peak_rss_bytes_mean",
+        "strategy_bytes_mean", "parameters_added_mean", "stores_raw_data", "needs_task_id",
+        "variant", "run_ids"]
+
+
+CSV_COLUMNS = csv_columns()
 
 
 def to_csv(groups: list[Group]) -> str:
-    """One line per row, numbers at full precision (fractions, not percent)."""
+    """One line per row, numbers at full precision (fractions, not percent); with
+    ``CONTINUAL_METRICS`` after the others where some run has a continual-evaluation record."""
+    metrics = shown_metrics(any(g.continual for g in groups))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(csv_columns(metrics))
+    missing = Stat(math.nan, math.nan)
     for group in groups:
         for row in group.rows:
-            stats = [v for m in METRICS for v in (row.stats[m].mean, row.stats[m].sd)]
+            stats = [v for m in metrics for v in (row.stats.get(m, missing).mean,
+                                                  row.stats.get(m, missing).sd)]
             writer.writerow([group.protocol, group.description, group.scenario, row.family,
                              row.strategy, row.label, len(row.seeds),
                              " ".join(map(str, row.seeds))]
