@@ -114,7 +114,8 @@ MUTANTS = [  # (what is switched off, file, line(s), replacement, tests that mus
      '    return after - before', '    return after', 'tests/test_mir.py -k retrieval'),
     ('mir real step', S + 'replay/mir.py',
      '    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)',
-     '    learner.optimizer.zero_grad()\n    loss.backward()\n    learner.optimizer.step()\n'
+     '    network.learner.optimizer.zero_grad()\n    loss.backward()\n'
+     '    network.learner.optimizer.step()\n'
      '    grads = [p.grad for p in params.values()]',
      'tests/test_mir.py -k leaves_the_parameters'),
     ('si clips each contribution', S + 'regularization/si.py',

@@ -22,7 +22,8 @@ loss is ``-lr * grad l_i . grad L_in``, so the ranking depends on the direction 
 not its size, and the small SGD step keeps the first-order picture the paper describes.
 
 The scoring runs in eval mode (BatchNorm statistics untouched, no dropout noise between the
-two forward passes) through the model's own forward. The memory is a reservoir over the
+two forward passes) through the learner's forward (a composed strategy's own, e.g. HAT's
+gates, included). The memory is a reservoir over the
 stream: each incoming sample is offered once, on its first visit (ER's ``fill="stream"``,
 the paper's), after the candidates are drawn; nothing happens at task boundaries, so MIR
 learns from a task-free stream unchanged. The authors' code draws the candidates from the
@@ -67,11 +68,24 @@ def per_sample_loss(learner, logits: torch.Tensor, memory: Batch) -> torch.Tenso
     return F.cross_entropy(apply_mask(logits, mask), memory.y, reduction="none")
 
 
-def virtual_parameters(learner, batch: Batch, lr: float) -> dict[str, torch.Tensor]:
+class LearnerForward(torch.nn.Module):
+    """The learner's forward (a strategy's own, e.g. HAT's gates, else the model's) as a module
+    that holds the model, so that ``functional_call`` can run it with other parameters."""
+
+    def __init__(self, learner) -> None:
+        super().__init__()
+        self.model, self.learner = learner.model, learner
+
+    def forward(self, x: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        return self.learner.forward(x, task_ids)
+
+
+def virtual_parameters(network: LearnerForward, batch: Batch,
+                       lr: float) -> dict[str, torch.Tensor]:
     """The trainable parameters after one SGD step of size ``lr`` on ``batch``'s loss, as new
     tensors: the model, its ``.grad`` and the optimiser are left untouched."""
-    params = {n: p for n, p in learner.model.named_parameters() if p.requires_grad}
-    loss = learner.loss(learner.model(batch.x), batch.y, batch.task_ids)
+    params = {n: p for n, p in network.named_parameters() if p.requires_grad}
+    loss = network.learner.loss(network(batch.x, batch.task_ids), batch.y, batch.task_ids)
     grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
     return {n: p.detach() if g is None else p.detach() - lr * g
             for (n, p), g in zip(params.items(), grads, strict=True)}
@@ -80,13 +94,13 @@ def virtual_parameters(learner, batch: Batch, lr: float) -> dict[str, torch.Tens
 def interference(learner, batch: Batch, memory: Batch, lr: float) -> torch.Tensor:
     """Per memory sample, how much one virtual SGD step of size ``lr`` on ``batch`` raises its
     loss (MIR's score)."""
-    model = learner.model
-    with evaluating(model):
-        virtual = virtual_parameters(learner, batch, lr)
+    network = LearnerForward(learner)
+    inputs = (memory.x, memory.task_ids)
+    with evaluating(learner.model):
+        virtual = virtual_parameters(network, batch, lr)
         with torch.no_grad():
-            before = per_sample_loss(learner, model(memory.x), memory)
-            after = per_sample_loss(learner, functional_call(model, virtual, (memory.x,)),
-                                    memory)
+            before = per_sample_loss(learner, network(*inputs), memory)
+            after = per_sample_loss(learner, functional_call(network, virtual, inputs), memory)
     return after - before
 
 
