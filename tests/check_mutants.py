@@ -106,6 +106,18 @@ MUTANTS = [  # (what is switched off, file, line(s), replacement, tests that mus
      '        return (present_classes_loss(logits[rows], y) - learners) / len(batch)',
      '        return 0 * learners',
      'tests/test_replay_baselines.py -k er_ace'),
+    ('mir random candidates', S + 'replay/mir.py',
+     '        chosen = scores.topk(min(k, len(pool))).indices',
+     '        chosen = torch.randperm(len(pool), generator=learner.generator)[:k]',
+     'tests/test_mir.py -k retrieval'),
+    ('mir loss alone, not its increase', S + 'replay/mir.py',
+     '    return after - before', '    return after', 'tests/test_mir.py -k retrieval'),
+    ('mir real step', S + 'replay/mir.py',
+     '    grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)',
+     '    network.learner.optimizer.zero_grad()\n    loss.backward()\n'
+     '    network.learner.optimizer.step()\n'
+     '    grads = [p.grad for p in params.values()]',
+     'tests/test_mir.py -k leaves_the_parameters'),
     ('si clips each contribution', S + 'regularization/si.py',
      '        gained = {n: self.path[n] / ((end[n] - self.task_start[n]).square() + self.xi)\n'
      '                  for n in end}',

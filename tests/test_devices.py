@@ -71,7 +71,7 @@ def test_packnet_masks_on_the_device(digits_streams, device):
     assert fit.accuracy_matrix[1][0] == fit.accuracy_matrix[0][0]  # task 0 is frozen
 
 
-@pytest.mark.parametrize("spec", ["gem", "gdumb", "er-ace"])
+@pytest.mark.parametrize("spec", ["gem", "gdumb", "er-ace", "mir"])
 def test_new_replay_strategies_remember_on_the_device(digits_streams, device, spec):
     """After three tasks each keeps more of the first two than naive fine-tuning does."""
     _, naive = fitted("naive", digits_streams, "class", device, tasks=3, iterations=30)

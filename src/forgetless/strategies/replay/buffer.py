@@ -37,12 +37,13 @@ def check_buffer_size(buffer_size) -> int:
     return buffer_size
 
 
-def check_batch_size(value, name: str) -> None:
+def check_batch_size(value, name: str, unset: str = "the learner's batch size") -> None:
+    """``value`` is None (``unset``: what None stands for) or a positive whole number."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                               or value < 1):
         raise ConfigurationError(
-            f"{name} must be a positive whole number of samples (or unset to use the "
-            f"learner's batch size), got {value!r}.")
+            f"{name} must be a positive whole number of samples (or unset to use "
+            f"{unset}), got {value!r}.")
 
 
 class _IndexedSet:
