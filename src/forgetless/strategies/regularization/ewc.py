@@ -103,8 +103,9 @@ class EWC(AnchoredRegularizer):
 
 #: Default weight of a step in the task-free running Fisher: it averages about the last 100
 #: steps, more than a task of the online benchmarks (80 steps on embedded split MNIST at batch
-#: 10), so the Fisher of the task just left still counts while the next one starts; 0.01 kept
-#: more of task 0 than 0.1 at lam 1e4 on the task-free digits stream (docs/streams.md).
+#: 10), so the Fisher of the task just left still counts while the next one starts. On the
+#: task-free digits stream (lam 1e4, consolidate_every 50) it kept 0.907 of task 0 against
+#: 0.1's 0.847 with 150 steps per task, 0.968 against 0.977 with 80 (docs/regularization.md).
 DEFAULT_FISHER_ALPHA = 0.01
 
 
