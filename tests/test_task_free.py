@@ -221,3 +221,35 @@ def test_task_free_regulariser_keeps_more_of_task_0_than_naive(digits_streams, n
     kept = [task0_accuracy(stream, name, settings, seed) for seed in (0, 1)]
     assert statistics.mean(r[0] for r in kept) >= statistics.mean(r[0] for r in naive) + 0.05
     assert statistics.mean(r[1] for r in kept) >= 0.9
+
+
+def test_si_continued_task_free_after_a_task_starts_a_fresh_period(digits_streams):
+    """After a task-based task, the first task-free step opens a new path integral at the
+    weights the task ended with; the finished task's path is not counted again."""
+    stream = two_tasks(digits_streams)
+    si = build_strategy("si", {"c": 10.0, "consolidate_every": 5})
+    torch.manual_seed(0)
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
+    learner = Learner(model, si, iterations=10, batch_size=10, seed=0, progress=False)
+    learner.bind(stream)
+    learner.learn(stream.tasks[0])
+    ended_at = {n: v.clone() for n, v in si.anchor.items()}
+    learner.task_free = True
+    task = stream.tasks[1]
+    learner.run_steps(TrainingData(task.train_x, task.train_y, task.task_ids), 3)
+    for n, w in ended_at.items():
+        assert torch.equal(si.task_start[n], w)
+
+
+@pytest.mark.parametrize("name", ["si", "online-ewc"])
+def test_a_state_saved_before_the_clock_existed_still_loads(digits_streams, name):
+    stream = two_tasks(digits_streams)
+    strategy = build_strategy(name)
+    torch.manual_seed(0)
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(32,))
+    learner = Learner(model, strategy, iterations=5, batch_size=10, seed=0, progress=False)
+    learner.fit(stream)
+    state = {k: v for k, v in strategy.state_dict().items()
+             if k not in ("steps_since_consolidation", "period_open", "running_fisher")}
+    strategy.load_state_dict(state)
+    assert strategy.steps_since_consolidation == 0

@@ -115,6 +115,7 @@ class OnlineEWC(EWC):
     the running Fisher of EWC++ (Chaudhry et al. 2018)."""
 
     state_attributes = ("fishers", "anchors", "running_fisher", "steps_since_consolidation")
+    keep_gradient = True  # task-free, the running Fisher is of the loss without the penalty
 
     def __init__(self, lam: float = 1000.0, gamma: float = 1.0, fisher_estimator: str = "exact",
                  fisher_samples: int | None = 1000, chunk_size: int = 256,
@@ -140,11 +141,6 @@ class OnlineEWC(EWC):
         self.fisher_alpha = fisher_alpha
         self.running_fisher: dict[str, torch.Tensor] | None = None  # task-free fits only
         self._grads: list[torch.Tensor] | None = None
-
-    @property
-    def keep_gradient(self) -> bool:  # type: ignore[override]
-        """Task-free, the running Fisher needs the task loss's gradient apart from the penalty's."""
-        return is_task_free(self.learner)
 
     def consolidate(self, fisher: dict, anchor: dict) -> None:
         if self.fishers and not is_task_free(self.learner):

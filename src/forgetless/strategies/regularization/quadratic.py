@@ -137,6 +137,9 @@ class AnchoredRegularizer(Strategy):
     anchors_parameters = True
     #: Names of the attributes (dicts of tensors, lists, numbers) that make up the state.
     state_attributes: tuple[str, ...] = ()
+    #: What a state saved before the task-free clock existed stands for (older checkpoints).
+    clock_defaults = {"steps_since_consolidation": 0, "period_open": False,
+                      "running_fisher": None}
 
     quadratic: QuadraticPenalty | None = None
     keep_gradient = False
@@ -202,6 +205,8 @@ class AnchoredRegularizer(Strategy):
         return {key: _clone(getattr(self, key)) for key in self.state_attributes}
 
     def load_state_dict(self, state: dict) -> None:
+        state = {**{k: v for k, v in self.clock_defaults.items() if k in self.state_attributes},
+                 **state}
         missing = sorted(set(self.state_attributes) - set(state))
         if missing:
             raise ConfigurationError(f"{self.name} state lacks {missing}; it was saved by a "

@@ -44,7 +44,7 @@ from forgetless.strategies.regularization.quadratic import (
 class SI(AnchoredRegularizer):
     """Synaptic Intelligence: importance from each weight's share of the loss decrease."""
 
-    state_attributes = ("importance", "anchor", "task_start", "path",
+    state_attributes = ("importance", "anchor", "task_start", "path", "period_open",
                         "steps_since_consolidation")
     keep_gradient = True
 
@@ -61,6 +61,7 @@ class SI(AnchoredRegularizer):
         self.anchor: dict[str, torch.Tensor] | None = None
         self.task_start: dict[str, torch.Tensor] | None = None
         self.path: dict[str, torch.Tensor] | None = None
+        self.period_open = False  # a path integral is running (from task_start)
         self._grads: list[torch.Tensor] | None = None
         self._before: list[torch.Tensor] | None = None
 
@@ -71,10 +72,11 @@ class SI(AnchoredRegularizer):
         """Start a path integral at the current weights (a task's, or a task-free period's)."""
         self.task_start = snapshot(self.learner.model)
         self.path = {n: torch.zeros_like(p) for n, p in self.task_start.items()}
+        self.period_open = True
         self._before = self._grads = None
 
     def before_step(self) -> None:
-        if self.path is None:  # a task-free fit: no before_task started the first period
+        if not self.period_open:  # task-free: no before_task started this period
             self.start_period()
         params = self._params()
         if self._before is None:  # buffers reused at every step (no allocation per step)
@@ -105,6 +107,7 @@ class SI(AnchoredRegularizer):
             {n: (gained[n] if self.importance is None else self.importance[n] + gained[n])
              .clamp_min(0) for n in gained})
         self.anchor = end
+        self.period_open = False
         self.rebuild()
 
     def rebuild(self) -> None:
