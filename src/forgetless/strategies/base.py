@@ -166,6 +166,9 @@ class Strategy:
     objectives: ClassVar[frozenset[str]] = frozenset({"classification"})
     #: Why a language model is refused, for strategies that do not serve one.
     why_not_objective: ClassVar[str] = ""
+    #: For strategies whose boundary hooks carry the method: what they do at a task boundary
+    #: and what to use instead, one sentence (``boundary_reason``).
+    why_not_task_free: ClassVar[str] = ""
 
     learner: Learner
 
@@ -250,11 +253,14 @@ class Strategy:
         the learner is not told: ``forgetless.data.task_free``), or None when it can. In a
         task-free fit ``training_data``, ``before_task`` and ``after_task`` are never called
         (``learner.task_free`` is True), so by default a strategy that implements one of them
-        needs boundaries; a strategy whose boundary hooks are optional (ER filling its buffer
-        from the stream) or that consolidates on its own clock overrides this."""
+        needs boundaries, for the reason its class states in ``why_not_task_free``; a strategy
+        whose boundary hooks are optional (ER filling its buffer from the stream) or that
+        consolidates on its own clock (SI, Online EWC) overrides this."""
         hooks = [h for h in BOUNDARY_HOOKS if overrides(self, h)]
         if not hooks:
             return None
+        if self.why_not_task_free:
+            return self.why_not_task_free
         return (f"its {' and '.join(hooks)} act{'s' if len(hooks) == 1 else ''} at task "
                 "boundaries, which a task-free stream does not announce.")
 

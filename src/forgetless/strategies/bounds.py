@@ -35,6 +35,11 @@ class Joint(Strategy):
     """All tasks' data at once, trained when the first task arrives (an oracle: it sees the
     future, so it is a bound to compare against, not a continual learner)."""
 
+    why_not_task_free = ("it trains on every task's data at once when the first task starts, "
+                         "which a task-free stream does not announce; use naive on the same "
+                         "stream for the lower bound and er(fill=stream) with a large "
+                         "buffer_size for the rehearsal reference.")
+
     family = "baseline"
     objectives = ANY_OBJECTIVE
     stores_raw_data = True
@@ -54,6 +59,11 @@ class Joint(Strategy):
 class Cumulative(Strategy):
     """At task t, trains on tasks 1..t together (with the per-task budget in epochs this costs
     t times naive's steps at task t)."""
+
+    why_not_task_free = ("it trains each task on the union of the tasks so far, gathered when "
+                         "the task starts, which a task-free stream does not announce; use "
+                         "er(fill=stream) with a buffer_size as large as the stream, which "
+                         "rehearses everything seen.")
 
     family = "baseline"
     objectives = ANY_OBJECTIVE

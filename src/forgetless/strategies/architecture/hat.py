@@ -87,6 +87,12 @@ class GatedMLP(nn.Module):
 class HardAttentionToTheTask(Strategy):
     """Hard Attention to the Task: task embeddings gate hidden units; gradients to units used
     by earlier tasks are blocked (Serra and coauthors 2018; MLP models only)."""
+
+    why_not_task_free = ("it adds a task's attention embedding when the task starts and records "
+                         "the units the task used when it ends, which a task-free stream does "
+                         "not announce; use er(fill=stream), er-ace or derpp, whose memories "
+                         "fill from the stream.")
+
     serves_pretrained = False
 
 

@@ -44,6 +44,12 @@ IDLE, TRAINING, FINETUNING = "idle", "training", "fine-tuning"
 class PackNet(Strategy):
     """PackNet: after each task prune its weights by magnitude, fine-tune, freeze; task t uses
     only the weights of tasks <= t."""
+
+    why_not_task_free = ("it gives a task the free weights when the task starts and prunes, "
+                         "fine-tunes and freezes them when it ends, which a task-free stream "
+                         "does not announce; use er(fill=stream), er-ace or derpp, whose "
+                         "memories fill from the stream.")
+
     serves_pretrained = False
 
 

@@ -98,6 +98,12 @@ class ProgressiveColumns(nn.Module):
 class ProgressiveNeuralNetworks(Strategy):
     """Progressive Neural Networks: a new column per task with lateral adapters from every
     earlier column; earlier columns frozen (Rusu and coauthors 2016; MLP models only)."""
+
+    why_not_task_free = ("it adds a column for each task when the task starts (and chooses a "
+                         "column by task id at test time), which a task-free stream does not "
+                         "announce; use er(fill=stream), er-ace or derpp, whose memories fill "
+                         "from the stream.")
+
     serves_pretrained = False
 
 

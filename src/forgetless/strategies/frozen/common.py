@@ -70,6 +70,12 @@ class FrozenFeatureStrategy(Strategy):
     (``uses_gram``), may map features first (``transform``: RanPAC's random projection), and
     build a classifier from the statistics (``fit_classifier``) that ``class_scores`` applies.
     The classifier is rebuilt lazily after each task and after a state is loaded."""
+
+    why_not_task_free = ("it adds each task's features to its class statistics when the task "
+                         "ends and takes no training step, so a task-free fit would teach it "
+                         "nothing; run it task-based instead, since its statistics are sums that "
+                         "do not depend on where the tasks end.")
+
     meant_for_pretrained = True
 
 

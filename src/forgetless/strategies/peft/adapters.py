@@ -219,6 +219,11 @@ class PerTaskLora(LoraStrategy):
     the adapters back before the model's weights load into them (``Learner.load_state_dict``
     loads the strategy first)."""
 
+    why_not_task_free = ("it starts a new adapter for each task, and freezes the earlier ones, "
+                         "when the task starts, which a task-free stream does not announce; use "
+                         "lora, one adapter for the whole stream, composed with si, online-ewc "
+                         "or er(fill=stream) to protect it.")
+
     adds_parameters = True
     tasks_started = 0
 

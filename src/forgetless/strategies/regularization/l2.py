@@ -24,6 +24,10 @@ from forgetless.strategies.regularization.quadratic import (
 class L2(AnchoredRegularizer):
     """Uniform-importance anchoring to the latest task's weights (Hsu et al. 2018)."""
 
+    why_not_task_free = ("it anchors the weights where each task ends, which a task-free stream "
+                         "does not announce; use si or online-ewc, which consolidate every "
+                         "consolidate_every steps.")
+
     state_attributes = ("importance", "anchor")
 
     def __init__(self, lam: float = 0.1) -> None:

@@ -31,6 +31,10 @@ from forgetless.strategies.regularization.quadratic import check_strength
 class LwF(Strategy):
     """Learning without Forgetting: distil the previous model's answers on the new inputs."""
 
+    why_not_task_free = ("it takes a frozen copy of the model as its teacher when each task "
+                         "ends, which a task-free stream does not announce; use derpp, which "
+                         "distils the logits stored with each replayed sample instead.")
+
     family = "regularization"
     scenarios = ALL_SCENARIOS
     objectives = ANY_OBJECTIVE

@@ -26,6 +26,10 @@ from forgetless.strategies.regularization.quadratic import (
 class MAS(AnchoredRegularizer):
     """Memory Aware Synapses: importance from the output's sensitivity to each weight."""
 
+    why_not_task_free = ("it measures each task's output sensitivity on the task's data when the "
+                         "task ends, which a task-free stream does not announce; use si or "
+                         "online-ewc, which consolidate every consolidate_every steps.")
+
     state_attributes = ("importance", "anchor")
 
     def __init__(self, lam: float = 0.1, importance_samples: int | None = 1000,

@@ -61,6 +61,10 @@ class AGEM(MemoryStrategy):
     """Project the gradient when it conflicts with the memory's (Chaudhry et al. 2019); GEM's
     memory strength (Lopez-Paz & Ranzato 2017) and the update projection are opt-in."""
 
+    why_not_task_free = ("it fills its episodic memory with a task's samples when the task ends, "
+                         "which a task-free stream does not announce; use er(fill=stream), "
+                         "er-ace or derpp, whose memories fill from the stream.")
+
     # Not the paper's A-GEM when set: the label says so (``agem(memory_strength=0.5)``).
     labelled_hyperparameters = ("memory_strength", "project_update")
     # Class-incremental: the current and the memory loss over the whole head; under the

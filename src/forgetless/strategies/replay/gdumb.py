@@ -53,6 +53,12 @@ def greedy_class_balanced(labels: list[int], capacity: int,
 class GDumb(MemoryStrategy):
     """Greedy class-balanced memory; a fresh model trained on the memory only (Prabhu et al.
     2020)."""
+
+    why_not_task_free = ("it adds each task's samples to its memory and re-initialises the model "
+                         "to retrain it on that memory when the task starts, which a task-free "
+                         "stream does not announce; use er(fill=stream), er-ace or derpp, whose "
+                         "memories fill from the stream.")
+
     serves_pretrained = False
 
 

@@ -79,6 +79,10 @@ class GEM(Strategy):
     """Project the gradient so that no old task's memory loss increases (Lopez-Paz & Ranzato
     2017); one QP per conflicting step over the per-task memory gradients."""
 
+    why_not_task_free = ("it keeps one episodic memory per task, filled when the task ends, "
+                         "which a task-free stream does not announce; use er(fill=stream), "
+                         "er-ace or derpp, whose memories fill from the stream.")
+
     family = "replay"
     stores_raw_data = True
     objectives = ANY_OBJECTIVE

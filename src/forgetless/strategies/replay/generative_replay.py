@@ -66,6 +66,12 @@ class GenerativeMemory:
 @register("generative-replay")
 class GenerativeReplay(Strategy):
     """Replay of generated samples labelled by the previous model (Shin et al. 2017)."""
+
+    why_not_task_free = ("it trains its generator on a task's data and freezes the classifier as "
+                         "the labeller of generated samples when the task ends, which a "
+                         "task-free stream does not announce; use er(fill=stream) or derpp, "
+                         "which replay stored samples filled from the stream.")
+
     serves_pretrained = False
 
 

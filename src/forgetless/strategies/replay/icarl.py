@@ -45,6 +45,11 @@ def herding(features: torch.Tensor, m: int) -> torch.Tensor:
 class ICaRL(MemoryStrategy):
     """Herding exemplars, distillation, nearest-mean-of-exemplars (Rebuffi et al. 2017)."""
 
+    why_not_task_free = ("it takes its distillation teacher when a task starts and herds the new "
+                         "classes' exemplars when the task ends, which a task-free stream does "
+                         "not announce; use er(fill=stream), er-ace or derpp, whose memories "
+                         "fill from the stream.")
+
     scenarios = frozenset({"class"})
 
     def __init__(self, buffer_size: int = 500, distillation: float = 1.0,

@@ -57,6 +57,11 @@ def magmax_update(best: Tensors | None, tau: Tensors) -> Tensors:
 class Merge(Strategy):
     """Task-vector merging after every task: MagMax (default) or the average of the task
     vectors (Ilharco et al. 2023; Marczak et al. 2024); task-agnostic."""
+
+    why_not_task_free = ("it records each task's task vector and merges the vectors into the "
+                         "model when the task ends, which a task-free stream does not announce; "
+                         "use si or online-ewc, which consolidate every consolidate_every steps.")
+
     meant_for_pretrained = True
 
 

@@ -33,6 +33,11 @@ from forgetless.strategies.weight_space.task_vectors import (
 class WiseFT(Strategy):
     """Weight-space interpolation toward the stream's starting weights after every task
     (Wortsman et al. 2022); task-agnostic."""
+
+    why_not_task_free = ("it pulls the weights back toward those the stream started from when "
+                         "each task ends, which a task-free stream does not announce; use si or "
+                         "online-ewc, which consolidate every consolidate_every steps.")
+
     meant_for_pretrained = True
 
 
