@@ -71,3 +71,18 @@ def assert_same_model(expected: Learner, actual: Learner, tasks, name: str) -> N
     for (key, a), (_, b) in zip(expected.model.state_dict().items(),
                                 actual.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), f"{name}: {key} differs"
+
+
+def recorded_terms(ewc) -> list[tuple[dict, dict]]:
+    """Every (Fisher, anchor) term ``ewc`` consolidates from now on, as it was given (EWC keeps
+    only their merged quadratic)."""
+    terms = []
+    merge = ewc.consolidate
+
+    def recording(fisher, anchor):
+        terms.append(({n: v.clone() for n, v in fisher.items()},
+                      {n: v.clone() for n, v in anchor.items()}))
+        merge(fisher, anchor)
+
+    ewc.consolidate = recording
+    return terms

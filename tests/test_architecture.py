@@ -15,7 +15,7 @@ from forgetless.learner import Learner
 from forgetless.models import build_model
 from forgetless.strategies import build_strategy
 from forgetless.strategies.architecture.packnet import FREE
-from strategy_helpers import safe_roundtrip
+from strategy_helpers import recorded_terms, safe_roundtrip
 
 ARCHITECTURES = ("pnn", "packnet", "hat")
 
@@ -243,11 +243,11 @@ def test_a_packnet_composition_anchors_what_packnet_leaves_in_either_order(digit
         learner = make_learner(spec, stream, params={"prune_ratio": 0.5}, iterations=10)
         parts = {p.name: p for p in learner.strategy.parts}
         regulariser, packnet = parts[anchored], parts["packnet"]
+        terms = recorded_terms(regulariser) if anchored == "ewc" else None
         for task in stream:
             learner.learn(task)
-            importance = (regulariser.fishers[-1] if anchored == "ewc"
-                          else regulariser.importance)
-            anchor = regulariser.anchors[-1] if anchored == "ewc" else regulariser.anchor
+            importance, anchor = terms[-1] if terms is not None else (regulariser.importance,
+                                                                      regulariser.anchor)
             for n, p in learner.model.named_parameters():
                 assert torch.equal(anchor[n], p.detach()), f"{spec}: {n} anchored elsewhere"
             for n, owner in packnet.owners.items():

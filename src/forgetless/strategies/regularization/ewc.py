@@ -3,10 +3,12 @@ neural networks", PNAS) and Online EWC (Schwarz et al. 2018, "Progress & Compres
 
 EWC: after each task t, estimate the diagonal Fisher ``F_t`` at the learned weights ``w*_t``;
 while learning later tasks add ``lam/2 * sum_t sum_i F_t,i (w_i - w*_t,i)^2``, one term per old
-task. It keeps every task's Fisher and anchor (memory grows with the number of tasks). The sum of
-the terms is evaluated in one pass as the single quadratic it equals,
-``lam/2 * [S (w - c)^2 + const]`` with ``S = sum_t F_t`` and ``c = sum_t F_t w*_t / S``, so a
-step costs the same whatever the number of tasks.
+task. The sum of the terms is the single quadratic ``lam/2 * [S (w - c)^2 + const]`` with
+``S = sum_t F_t`` and ``c = sum_t F_t w*_t / S``, so EWC keeps only ``S``, ``c`` and the constant,
+merging each new task's term into them (exactly: the constant absorbs the difference): a step
+costs the same and the memory is the same whatever the number of tasks (it kept every task's
+Fisher and anchor before: 23 MB after 5 tasks of the 784-400-400 MLP; now 3 copies of its
+weights, 5.7 MB).
 
 Online EWC: one running Fisher ``F <- gamma * F + F_t`` and one anchor (the latest weights):
 ``lam/2 * sum_i F_i (w_i - w*_i)^2``; memory stays constant.
@@ -54,7 +56,7 @@ class EWC(AnchoredRegularizer):
                          "online-ewc, which keeps a running Fisher and moves its anchor every "
                          "consolidate_every steps.")
 
-    state_attributes = ("fishers", "anchors")
+    state_attributes = ("fishers", "anchors", "offset")
 
     def __init__(self, lam: float = 1000.0, fisher_estimator: str = "exact",
                  fisher_samples: int | None = 1000, chunk_size: int = 256) -> None:
@@ -71,6 +73,7 @@ class EWC(AnchoredRegularizer):
         self.chunk_size = check_count("chunk_size", chunk_size)
         self.fishers: list[dict[str, torch.Tensor]] = []
         self.anchors: list[dict[str, torch.Tensor]] = []
+        self.offset = 0.0  # sum_t F_t w*_t^2 - S c^2 of the terms merged into (S, c)
 
     def after_task(self, task) -> None:
         fisher = self.learner.objective.fisher_diagonal(
@@ -80,14 +83,14 @@ class EWC(AnchoredRegularizer):
         self.rebuild()
 
     def consolidate(self, fisher: dict, anchor: dict) -> None:
-        """EWC keeps one term per task."""
+        """Merge the new task's term into the one quadratic of every term so far."""
         self.fishers.append(fisher)
         self.anchors.append(anchor)
+        self.fishers, self.anchors, self.offset = self.merged()
 
-    def rebuild(self) -> None:
-        if not self.fishers:
-            return
-        weights, centres, offset = {}, {}, 0.0
+    def merged(self) -> tuple[list[dict], list[dict], float]:
+        """The terms kept, as one (Fisher sum, centre) pair and the constant."""
+        sums, centres, offset = {}, {}, self.offset
         for name in self.fishers[0]:
             f = torch.stack([fisher[name] for fisher in self.fishers])
             a = torch.stack([anchor[name] for anchor in self.anchors])
@@ -97,7 +100,22 @@ class EWC(AnchoredRegularizer):
             # sum_t f_t (w - a_t)^2 = total (w - centre)^2 + sum_t f_t a_t^2 - total centre^2
             offset += float((f.double() * a.double().square()).sum()
                             - (total.double() * centre.double().square()).sum())
-            weights[name], centres[name] = 0.5 * self.lam * total, centre
+            sums[name], centres[name] = total, centre
+        return [sums], [centres], offset
+
+    def load_state_dict(self, state: dict) -> None:
+        # Older files kept one term per task and no constant: merged in ``rebuild``.
+        super().load_state_dict({"offset": 0.0, **state})
+
+    def rebuild(self) -> None:
+        if not self.fishers:
+            return
+        if len(self.fishers) > 1:
+            self.fishers, self.anchors, self.offset = self.merged()
+        weights, centres, offset = {}, {}, self.offset
+        for name in self.fishers[0]:
+            weights[name] = 0.5 * self.lam * self.fishers[0][name]
+            centres[name] = self.anchors[0][name]
         self.anchor_to(weights, centres, 0.5 * self.lam * offset)
 
 
