@@ -292,6 +292,33 @@ def test_pnn_grows_as_the_paper_predicts(digits_streams, adapter_width):
     assert learner.strategy.footprint().parameters_added == counts[-1] - counts[0]
 
 
+def pnn_convnet_parameter_count(columns, c1, c2, hidden, positions, outputs, width=None):
+    """Columns of the ConvNet (3x3 convs with BatchNorm, then Linear layers) plus, per later
+    column k, adapters into conv 2 (alpha, 1x1 conv V of k*c1 channels, 3x3 conv U without
+    bias), into the hidden Linear (1x1 conv V of k*c2 channels, Linear U on the flattened maps)
+    and into the head (Linear V, Linear U)."""
+    column = (9 * c1 + 3 * c1) + (9 * c1 * c2 + 3 * c2) + (c2 * positions * hidden + hidden) \
+        + (hidden * outputs + outputs)
+    total = columns * column
+    for k in range(1, columns):
+        for source, target_inputs in ((c1, 9 * c2), (c2, positions * hidden), (hidden, outputs)):
+            m = width or source
+            total += 1 + k * source * m + m + m * target_inputs
+    return total
+
+
+@pytest.mark.parametrize("adapter_width", [None, 4])
+def test_pnn_convnet_grows_as_the_paper_predicts(digits_streams, adapter_width):
+    stream = four_tasks(digits_streams)
+    learner = convnet_learner("pnn", stream, params={"adapter_width": adapter_width}, epochs=1)
+    learner.iterations = 1
+    for task in stream:
+        learner.learn(task)
+        count = sum(p.numel() for p in learner.model.parameters())
+        expected = pnn_convnet_parameter_count(task.task_id + 1, 8, 16, 32, 4, 10, adapter_width)
+        assert count == expected
+
+
 @pytest.mark.parametrize("prune_ratio", [None, 0.5])
 def test_packnet_masks_are_disjoint_and_fit_the_layer(digits_streams, prune_ratio):
     stream = four_tasks(digits_streams)
