@@ -129,6 +129,18 @@ def test_fashion_mnist_absent_says_how_to_install_it(tmp_path, monkeypatch):
     assert "sudo apt install dataset-fashion-mnist" in cli and "--data-dir DIR" in cli
 
 
+def test_the_cli_says_how_to_install_fashion_mnist_in_one_line(tmp_path, monkeypatch, capsys):
+    from forgetless.cli import main
+
+    monkeypatch.setattr(files, "shared_dataset_dirs", lambda: [tmp_path])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--source", "fashion-mnist", "--epochs", "1", "--quiet", "--no-store"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: fashion-mnist is not installed")
+    assert "sudo apt install dataset-fashion-mnist" in err and "--data-dir DIR" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("xdg, expected", [
     (None, ["/usr/local/share", "/usr/share"]), ("", ["/usr/local/share", "/usr/share"]),
     ("/opt/a:/opt/b/", ["/opt/a", "/opt/b/", "/usr/share"]),
