@@ -262,16 +262,23 @@ def test_convnet_restored_after_task_1_continues_identically(digits_streams, nam
 
 
 # ---------------------------------------------------------------- growth and masks
-def pnn_parameter_count(sizes, columns, adapter_width=None):
-    """Rusu et al.'s columns plus adapters: column k's layer i (i >= 2) reads the k earlier
-    columns' layer i-1 through alpha (1), V (k n_{i-1} -> m, with bias) and U (m -> n_i)."""
-    column = sum(i * o + o for i, o in sizes)
+def pnn_parameter_total(columns, column, adapters, width=None):
+    """Rusu et al.'s columns plus adapters: column k (k >= 1) reads the k earlier columns'
+    previous layer through alpha (1), V (k * source -> m units or 1x1-conv channels, with bias)
+    and U (m -> the layer, ``target`` weights per unit of m, no bias); ``adapters`` lists
+    (source, target) per adapted layer."""
     total = columns * column
     for k in range(1, columns):
-        for source, target in sizes[1:]:
-            m = adapter_width or source
+        for source, target in adapters:
+            m = width or source
             total += 1 + k * source * m + m + m * target
     return total
+
+
+def pnn_parameter_count(sizes, columns, adapter_width=None):
+    """An MLP's columns: layer i reads layer i-1 (i >= 2)."""
+    column = sum(i * o + o for i, o in sizes)
+    return pnn_parameter_total(columns, column, sizes[1:], adapter_width)
 
 
 @pytest.mark.parametrize("adapter_width", [None, 8])
@@ -293,18 +300,13 @@ def test_pnn_grows_as_the_paper_predicts(digits_streams, adapter_width):
 
 
 def pnn_convnet_parameter_count(columns, c1, c2, hidden, positions, outputs, width=None):
-    """Columns of the ConvNet (3x3 convs with BatchNorm, then Linear layers) plus, per later
-    column k, adapters into conv 2 (alpha, 1x1 conv V of k*c1 channels, 3x3 conv U without
-    bias), into the hidden Linear (1x1 conv V of k*c2 channels, Linear U on the flattened maps)
-    and into the head (Linear V, Linear U)."""
+    """The ConvNet's columns (3x3 convs with BatchNorm, then Linear layers); adapters into
+    conv 2 (U a 3x3 conv), the hidden Linear (V a 1x1 conv, U Linear on the flattened maps) and
+    the head."""
     column = (9 * c1 + 3 * c1) + (9 * c1 * c2 + 3 * c2) + (c2 * positions * hidden + hidden) \
         + (hidden * outputs + outputs)
-    total = columns * column
-    for k in range(1, columns):
-        for source, target_inputs in ((c1, 9 * c2), (c2, positions * hidden), (hidden, outputs)):
-            m = width or source
-            total += 1 + k * source * m + m + m * target_inputs
-    return total
+    adapters = [(c1, 9 * c2), (c2, positions * hidden), (hidden, outputs)]
+    return pnn_parameter_total(columns, column, adapters, width)
 
 
 @pytest.mark.parametrize("adapter_width", [None, 4])
