@@ -10,6 +10,13 @@ what the run holds: the model's parameters plus the strategy's footprint (masks,
 embeddings), in MiB. ACC is measured once, after the last task.
 
     PYTHONPATH=src python benchmarks/architecture_growth.py --tasks 5 10 20 --iterations 100
+
+``--benchmark``, ``--source`` and ``--model`` measure another stream or the ConvNet (whose
+widths are its own: ``--hidden`` applies to the MLP only), e.g. the ConvNet on the full
+Fashion-MNIST (``benchmarks/fashion_mnist.md``)::
+
+    PYTHONPATH=src python benchmarks/architecture_growth.py --benchmark split \
+        --source fashion-mnist --model convnet --tasks 5 --iterations 10 --strategies naive pnn hat
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from forgetless.experiments.runner import parameter_count, prepare
 STRATEGIES = ("naive", "pnn", "packnet", "hat")
 
 
-def measure(name: str, tasks: int, iterations: int, hidden: list[int]) -> dict:
-    config = RunConfig(benchmark="permuted", scenario="task", tasks=tasks, strategy=name,
-                       iterations=iterations, seed=0, model_options={"hidden": hidden})
+def measure(name: str, tasks: int, iterations: int, hidden: list[int], benchmark: str = "permuted",
+            source: str = "mnist", model: str = "mlp") -> dict:
+    config = RunConfig(benchmark=benchmark, source=source, model=model, scenario="task",
+                       tasks=tasks, strategy=name, iterations=iterations, seed=0,
+                       model_options={"hidden": hidden} if model == "mlp" else {})
     experiment = prepare(config, progress=False)
     learner, stream = experiment.learner, experiment.stream
     parameters, seconds = [], []
@@ -49,6 +58,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--hidden", type=int, nargs="+", default=[100, 100])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--benchmark", default="permuted")
+    parser.add_argument("--source", default="mnist")
+    parser.add_argument("--model", default="mlp")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("| strategy | tasks | parameters after task 1 | parameters at the end | "
@@ -57,7 +69,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for tasks in args.tasks:
         for name in args.strategies:
-            r = measure(name, tasks, args.iterations, args.hidden)
+            r = measure(name, tasks, args.iterations, args.hidden, args.benchmark, args.source,
+                        args.model)
             p, s = r["parameters"], r["seconds"]
             last_growth = p[-1] - p[-2] if len(p) > 1 else 0
             print(f"| {name} | {tasks} | {p[0]:,} | {p[-1]:,} | {last_growth:,} | "

@@ -15,6 +15,7 @@ from forgetless.learner import Learner
 from forgetless.models import build_model
 from forgetless.strategies import build_strategy
 from forgetless.strategies.architecture.packnet import FREE
+from forgetless.strategies.base import evaluating
 from strategy_helpers import recorded_terms, safe_roundtrip
 
 ARCHITECTURES = ("pnn", "packnet", "hat")
@@ -68,11 +69,12 @@ def test_bad_hyperparameters_are_refused_with_the_fix(name, settings):
 
 
 @pytest.mark.parametrize("name", ["pnn", "hat"])
-def test_column_and_gate_strategies_need_an_mlp(name):
-    model = build_model("convnet", (1, 8, 8), 10)
-    with pytest.raises(ConfigurationError, match=r"build_model\(.mlp.") as error:
+def test_column_and_gate_strategies_need_an_mlp_or_a_convnet(name):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with pytest.raises(ConfigurationError, match=r"build_model\(.mlp., ...\) or build_model\("
+                                                 r".convnet.") as error:
         Learner(model, build_strategy(name))
-    assert error.value.for_cli().endswith("use --model mlp.")  # the CLI's words
+    assert error.value.for_cli().endswith("use --model mlp or --model convnet.")  # the CLI's
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -98,7 +100,7 @@ def frozen_view(learner, name, k):
     """Copies of everything task k (and earlier tasks) may never see change again."""
     strategy, model = learner.strategy.parts[0], learner.model
     units = learner.output_mask.task_units[:k + 1].any(0)
-    head = model.head if name == "packnet" else model.layers[-1] if name == "hat" else None
+    head = model.head if name == "packnet" else model.blocks[-1].layer if name == "hat" else None
     view = {}
     if name == "pnn":
         for label, part in (("column", model.columns[:k + 1]), ("adapter", model.adapters[:k + 1])):
@@ -113,8 +115,8 @@ def frozen_view(learner, name, k):
                 view[n] = p.clone()  # biases: learned on the first task, then fixed
         return view
     gates = torch.sigmoid(strategy.s_max * torch.stack(list(model.embeddings[:k + 1])))
-    used = [torch.ones(model.layers[0].in_features), *gates.amax(0).split(model.widths)]
-    for i, layer in enumerate(model.layers[:-1]):
+    used = [torch.ones(model.blocks[0].input_units), *gates.amax(0).split(model.widths)]
+    for i, layer in enumerate(block.layer for block in model.blocks[:-1]):
         blocked = torch.minimum(used[i + 1][:, None], used[i][None, :]) == 1
         view[f"w{i}"] = layer.weight[blocked].clone()
         view[f"b{i}"] = layer.bias[used[i + 1] == 1].clone()
@@ -156,17 +158,127 @@ def test_parameters_of_finished_tasks_stay_bit_identical(digits_streams, name):
         assert [rows[i][k] for i in range(k, 4)] == [rows[k][k]] * (4 - k)
 
 
+# ---------------------------------------------------------------- on the ConvNet
+def two_image_tasks(streams):
+    full = streams["task"]
+    return Stream(full.tasks[:2], "task", full.num_outputs)
+
+
+def convnet_learner(name, stream, params=None, epochs=5, seed=0):
+    """A small ConvNet (8 and 16 filters, 32 hidden units) on the 8x8 digits, with weight decay
+    and Adam's moments carried across tasks: both move a weight whose gradient is zero. Whole
+    epochs, so HAT's annealed gate scale ends each task at s_max."""
+    torch.manual_seed(seed)  # HAT's task embeddings come from the global generator
+    model = build_model("convnet", stream.input_shape, stream.num_outputs, seed=seed,
+                        channels=(8, 16), hidden=32)
+    learner = Learner(model, build_strategy(name, params or {}), epochs=epochs,
+                      batch_size=32, seed=0, weight_decay=0.01, reset_optimizer=False)
+    learner.bind(stream)
+    return learner
+
+
+def task_logits(learner, task):
+    ids = torch.full((len(task.test_x),), task.task_id)
+    with torch.no_grad(), evaluating(learner.model):
+        return learner.forward(task.test_x, ids)[:, list(task.classes)]
+
+
+def test_pnn_convnet_columns_are_frozen_with_their_batchnorm_statistics(digits_streams):
+    """Column 0 (convolutions, BatchNorm affine and running statistics, the Linear layers) is
+    bit-identical after task 1, so task 0's logits and task-incremental accuracy are too; the
+    new column reads column 0's feature maps through 1x1-convolution adapters."""
+    stream = two_image_tasks(digits_streams)
+    learner = convnet_learner("pnn", stream)
+    learner.learn(stream[0])
+    network = learner.model
+    column = {k: v.clone() for k, v in network.columns[0].state_dict().items()}
+    logits, row = task_logits(learner, stream[0]), learner.evaluate(stream.tasks)
+    learner.learn(stream[1])
+    assert {"0.norm.running_mean", "1.norm.running_var", "1.layer.weight"} <= set(column)
+    for key, value in network.columns[0].state_dict().items():
+        assert torch.equal(value, column[key]), f"column 0's {key} moved"
+    assert torch.equal(task_logits(learner, stream[0]), logits)
+    final = learner.evaluate(stream.tasks)
+    assert final[0] == row[0] and final[1] >= 0.7, (row, final)  # chance: 0.5
+    convs = [a for a in network.adapters[1] if isinstance(a.project, torch.nn.Conv2d)]
+    assert [a.project.kernel_size for a in convs] == [(1, 1), (1, 1)]
+    assert isinstance(convs[0].lateral, torch.nn.Conv2d)  # conv -> conv, 3x3 like the layer
+    assert isinstance(convs[1].lateral, torch.nn.Linear)  # conv maps -> the hidden Linear
+
+
+def test_hat_convnet_masks_filters_per_channel(digits_streams):
+    """After task 1, every weight between units task 0 used (filters of the convolutions,
+    units of the hidden Linear layer, which reads each used channel at every position), and
+    the used channels' BatchNorm scale, shift and running statistics, are bit-identical; the
+    weights HAT leaves free have moved; task 0 keeps its accuracy."""
+    stream = two_image_tasks(digits_streams)
+    learner = convnet_learner("hat", stream)
+    hat, network = learner.strategy.parts[0], learner.model
+    learner.learn(stream[0])
+    used = [torch.ones(1), *hat.used.split(network.widths)]
+    hidden = list(network.blocks[:-1])
+    before = [{k: v.clone() for k, v in b.state_dict().items()} for b in hidden]
+    row = learner.evaluate(stream.tasks)
+    learner.learn(stream[1])
+    final = learner.evaluate(stream.tasks)
+    assert [b.convolutional for b in hidden] == [True, True, False]
+    for i, (block, old) in enumerate(zip(hidden, before, strict=True)):
+        weight = block.layer.weight.detach()
+        unit = used[i + 1] == 1
+        inputs = used[i].repeat_interleave(weight.shape[1] // len(used[i]))  # per position
+        frozen = torch.minimum(used[i + 1][:, None], inputs[None, :]) == 1
+        if block.convolutional:
+            frozen = frozen[:, :, None, None].expand_as(weight)
+        assert 0 < int(unit.sum()) < len(unit), f"layer {i}: task 0 uses some units"
+        assert torch.equal(weight[frozen], old["layer.weight"][frozen]), f"layer {i} moved"
+        assert (weight[~frozen] != old["layer.weight"][~frozen]).float().mean() > 0.9
+        per_unit = ["layer.bias"] + (["norm.weight", "norm.bias", "norm.running_mean",
+                                      "norm.running_var"] if block.convolutional else [])
+        for key in per_unit:
+            now = block.state_dict()[key]
+            assert torch.equal(now[unit], old[key][unit]), f"layer {i}: {key} moved"
+            assert (now[~unit] != old[key][~unit]).all(), f"layer {i}: {key} stuck"
+    assert final[0] >= row[0] - 0.02 and final[1] >= 0.7, (row, final)
+
+
+@pytest.mark.parametrize("name", ["pnn", "hat"])
+def test_convnet_restored_after_task_1_continues_identically(digits_streams, name):
+    """The columns, adapters, gates and every BatchNorm's statistics come back from a
+    checkpoint into a learner built with other weights."""
+    stream = two_image_tasks(digits_streams)
+    uninterrupted = convnet_learner(name, stream, epochs=2)
+    for task in stream:
+        uninterrupted.learn(task)
+    first = convnet_learner(name, stream, epochs=2)
+    first.learn(stream[0])
+    state = safe_roundtrip(first.state_dict())
+    resumed = convnet_learner(name, stream, epochs=2, seed=5)
+    resumed.load_state_dict(state)
+    resumed.learn(stream[1])
+    assert resumed.evaluate(stream.tasks) == uninterrupted.evaluate(stream.tasks)
+    for (key, a), (_, b) in zip(uninterrupted.model.state_dict().items(),
+                                resumed.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), key
+
+
 # ---------------------------------------------------------------- growth and masks
-def pnn_parameter_count(sizes, columns, adapter_width=None):
-    """Rusu et al.'s columns plus adapters: column k's layer i (i >= 2) reads the k earlier
-    columns' layer i-1 through alpha (1), V (k n_{i-1} -> m, with bias) and U (m -> n_i)."""
-    column = sum(i * o + o for i, o in sizes)
+def pnn_parameter_total(columns, column, adapters, width=None):
+    """Rusu et al.'s columns plus adapters: column k (k >= 1) reads the k earlier columns'
+    previous layer through alpha (1), V (k * source -> m units or 1x1-conv channels, with bias)
+    and U (m -> the layer, ``target`` weights per unit of m, no bias); ``adapters`` lists
+    (source, target) per adapted layer."""
     total = columns * column
     for k in range(1, columns):
-        for source, target in sizes[1:]:
-            m = adapter_width or source
+        for source, target in adapters:
+            m = width or source
             total += 1 + k * source * m + m + m * target
     return total
+
+
+def pnn_parameter_count(sizes, columns, adapter_width=None):
+    """An MLP's columns: layer i reads layer i-1 (i >= 2)."""
+    column = sum(i * o + o for i, o in sizes)
+    return pnn_parameter_total(columns, column, sizes[1:], adapter_width)
 
 
 @pytest.mark.parametrize("adapter_width", [None, 8])
@@ -185,6 +297,28 @@ def test_pnn_grows_as_the_paper_predicts(digits_streams, adapter_width):
     m = adapter_width or 32
     assert growth[2] - growth[1] == growth[1] - growth[0] == 32 * m + 32 * m  # quadratic
     assert learner.strategy.footprint().parameters_added == counts[-1] - counts[0]
+
+
+def pnn_convnet_parameter_count(columns, c1, c2, hidden, positions, outputs, width=None):
+    """The ConvNet's columns (3x3 convs with BatchNorm, then Linear layers); adapters into
+    conv 2 (U a 3x3 conv), the hidden Linear (V a 1x1 conv, U Linear on the flattened maps) and
+    the head."""
+    column = (9 * c1 + 3 * c1) + (9 * c1 * c2 + 3 * c2) + (c2 * positions * hidden + hidden) \
+        + (hidden * outputs + outputs)
+    adapters = [(c1, 9 * c2), (c2, positions * hidden), (hidden, outputs)]
+    return pnn_parameter_total(columns, column, adapters, width)
+
+
+@pytest.mark.parametrize("adapter_width", [None, 4])
+def test_pnn_convnet_grows_as_the_paper_predicts(digits_streams, adapter_width):
+    stream = four_tasks(digits_streams)
+    learner = convnet_learner("pnn", stream, params={"adapter_width": adapter_width}, epochs=1)
+    learner.iterations = 1
+    for task in stream:
+        learner.learn(task)
+        count = sum(p.numel() for p in learner.model.parameters())
+        expected = pnn_convnet_parameter_count(task.task_id + 1, 8, 16, 32, 4, 10, adapter_width)
+        assert count == expected
 
 
 @pytest.mark.parametrize("prune_ratio", [None, 0.5])

@@ -1,4 +1,5 @@
-"""The on-disk loaders read tiny hand-written IDX and CIFAR files exactly, and every bad input
+"""The on-disk loaders read tiny hand-written IDX and CIFAR files exactly, Fashion-MNIST is found
+where Debian installs it, parsed IDX arrays are cached until a file changes, and every bad input
 fails with a DataError that says what to do."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,14 @@ from forgetless.data.sources import SOURCES, load_source
 from forgetless.errors import ConfigurationError, DataError
 
 N_TRAIN, N_TEST, H, W = 6, 4, 28, 28
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Parsed IDX arrays are cached; each test gets its own cache, outside the user's."""
+    monkeypatch.setenv("FORGETLESS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
@@ -41,7 +51,7 @@ TEST_Y = np.array([5, 6, 7, 8], np.uint8)
 
 def make_idx_dir(root, gz=False, dotted=False, skip=()):
     """The four MNIST files with known contents; ``dotted`` uses ``train-images.idx3-ubyte``."""
-    root.mkdir(exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     arrays = {"train-images-idx3-ubyte": pixels(N_TRAIN), "train-labels-idx1-ubyte": TRAIN_Y,
               "t10k-images-idx3-ubyte": pixels(N_TEST, 7), "t10k-labels-idx1-ubyte": TEST_Y}
     for name, array in arrays.items():
@@ -90,6 +100,91 @@ def test_fashion_mnist_alias_and_registry(tmp_path):
     assert src.name == "idx" and src.train_x.shape == (N_TRAIN, 1, H, W)
     assert {"idx", "fashion-mnist", "cifar10", "cifar100"} <= set(SOURCES.names())
     assert load_source("fashion-mnist", data_dir=root).num_classes == 10
+
+
+def test_fashion_mnist_is_found_in_the_shared_datasets_folder(tmp_path, monkeypatch):
+    """Without data_dir the loader searches the shared folders in order and takes the first
+    that holds all four files; a data_dir given still wins."""
+    incomplete = make_idx_dir(tmp_path / "local" / "fashion-mnist",
+                              skip=("t10k-labels-idx1-ubyte",))
+    make_idx_dir(tmp_path / "share" / "fashion-mnist", gz=True)
+    monkeypatch.setattr(files, "shared_dataset_dirs",
+                        lambda: [tmp_path / "missing", incomplete.parent, tmp_path / "share"])
+    src = load_source("fashion-mnist")
+    assert src.name == "fashion-mnist" and src.num_classes == 10
+    assert src.train_x.shape == (N_TRAIN, 1, H, W) and src.test_y.tolist() == TEST_Y.tolist()
+    other = make_idx_dir(tmp_path / "mine")
+    write(other / "t10k-labels-idx1-ubyte", idx_bytes(np.array([1, 1, 1, 1], np.uint8)))
+    assert load_source("fashion-mnist", data_dir=other).test_y.tolist() == [1, 1, 1, 1]
+
+
+def test_fashion_mnist_absent_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "shared_dataset_dirs", lambda: [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(DataError) as error:
+        load_source("fashion-mnist")
+    message, cli = str(error.value), error.value.for_cli()
+    assert f"looked in {tmp_path / 'a' / 'fashion-mnist'}, {tmp_path / 'b' / 'fashion-mnist'}" \
+        in message
+    assert "sudo apt install dataset-fashion-mnist" in message and "data_dir=" in message
+    assert "sudo apt install dataset-fashion-mnist" in cli and "--data-dir DIR" in cli
+
+
+def test_the_cli_says_how_to_install_fashion_mnist_in_one_line(tmp_path, monkeypatch, capsys):
+    from forgetless.cli import main
+
+    monkeypatch.setattr(files, "shared_dataset_dirs", lambda: [tmp_path])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--source", "fashion-mnist", "--epochs", "1", "--quiet", "--no-store"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: fashion-mnist is not installed")
+    assert "sudo apt install dataset-fashion-mnist" in err and "--data-dir DIR" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("xdg, expected", [
+    (None, ["/usr/local/share", "/usr/share"]), ("", ["/usr/local/share", "/usr/share"]),
+    ("/opt/a:/opt/b/", ["/opt/a", "/opt/b/", "/usr/share"]),
+    ("/usr/share/:/opt/a", ["/usr/share/", "/opt/a"]),
+])
+def test_shared_dataset_dirs_follow_xdg_data_dirs(monkeypatch, xdg, expected):
+    if xdg is None:
+        monkeypatch.delenv("XDG_DATA_DIRS", raising=False)
+    else:
+        monkeypatch.setenv("XDG_DATA_DIRS", xdg)
+    assert files.shared_dataset_dirs() == [Path(e) / "datasets" for e in expected]
+
+
+def test_parsed_idx_arrays_are_cached_until_a_file_changes(tmp_path, monkeypatch, private_cache):
+    root = make_idx_dir(tmp_path / "mnist", gz=True)
+    first = files.load_idx(root)
+    assert len(list(private_cache.glob("idx-*.npz"))) == 1
+    real_read_idx = files.read_idx
+
+    def refuse(path):
+        raise AssertionError(f"{path} parsed again although the cache holds it")
+
+    monkeypatch.setattr(files, "read_idx", refuse)
+    again = files.load_idx(root)
+    assert torch.equal(again.train_x, first.train_x) and torch.equal(again.test_y, first.test_y)
+    monkeypatch.setattr(files, "read_idx", real_read_idx)
+    labels = root / "t10k-labels-idx1-ubyte.gz"
+    write(labels, idx_bytes(np.array([9, 9, 9, 9], np.uint8)), gz=True)
+    later = labels.stat().st_mtime_ns + 10**9  # an edit made a second later
+    os.utime(labels, ns=(later, later))
+    assert files.load_idx(root).test_y.tolist() == [9, 9, 9, 9]
+    for cached in private_cache.glob("idx-*.npz"):
+        cached.write_bytes(b"damaged")  # a damaged cache is parsed again, not trusted
+    assert files.load_idx(root).test_y.tolist() == [9, 9, 9, 9]
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_the_installed_fashion_mnist_is_full_size():
+    src = load_source("fashion-mnist")
+    assert src.train_x.shape == (60_000, 1, 28, 28) and src.test_x.shape == (10_000, 1, 28, 28)
+    assert src.num_classes == 10
+    assert torch.bincount(src.train_y).tolist() == [6_000] * 10
+    assert torch.bincount(src.test_y).tolist() == [1_000] * 10
 
 
 def test_idx_bad_data_dir(tmp_path):

@@ -21,7 +21,8 @@ def experiment_options(function):
                      "--benchmark-option facts_per_task=4; `forgetless list` shows them)."),
         click.option("--source", help="mnist (embedded 5k), digits, idx, fashion-mnist, cifar10, "
                                       "cifar100 (default mnist)."),
-        click.option("--data-dir", type=click.Path(), help="Folder of the idx/cifar files."),
+        click.option("--data-dir", type=click.Path(), help="Folder of the idx/cifar files "
+                     "(fashion-mnist: default where dataset-fashion-mnist installs it)."),
         click.option("--model", help="mlp or convnet (default mlp); smollm2, minilm, hf:PATH "
                                      "(a local Hugging Face folder), tiny-lm, tiny-encoder."),
         click.option("--hidden", help="MLP hidden sizes, e.g. 400,400."),

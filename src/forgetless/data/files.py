@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import hashlib
 import os
 import pickle
 import zlib
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forgetless.data.sources import SOURCES, Source
+from forgetless.data.sources import SOURCES, Source, cached_arrays
 from forgetless.errors import ConfigurationError, DataError
 
 PathLike = str | os.PathLike
@@ -36,6 +37,8 @@ IDX_FILES = {
     ("t10k", "images"): "t10k-images-idx3-ubyte",
     ("t10k", "labels"): "t10k-labels-idx1-ubyte",
 }
+#: The split prefixes in IDX_FILES: train, then test.
+IDX_SPLITS = ("train", "t10k")
 
 
 def read_idx(path: PathLike) -> np.ndarray:
@@ -99,7 +102,7 @@ def _find_idx_file(root: Path, canonical: str) -> Path | None:
 
 
 def _idx_split(files: dict[tuple[str, str], Path], prefix: str, name: str):
-    """One split's images (N, 1, H, W) in [0, 1] and int64 labels, with their counts checked."""
+    """One split's uint8 images (N, H, W) and int64 labels, with their counts checked."""
     img_path, lbl_path = files[prefix, "images"], files[prefix, "labels"]
     images, labels = read_idx(img_path), read_idx(lbl_path)
     if images.ndim != 3 or images.dtype != np.uint8:
@@ -117,30 +120,80 @@ def _idx_split(files: dict[tuple[str, str], Path], prefix: str, name: str):
             f"{name}: {img_path.name} holds {len(images)} images but {lbl_path.name} holds "
             f"{len(labels)} labels; use the image and label files of the same download."
         )
-    x = torch.from_numpy(images).float().div_(255).unsqueeze(1)
-    return x, torch.from_numpy(labels.astype(np.int64))
+    return images, labels.astype(np.int64)
+
+
+def _files_identity(paths) -> str:
+    """A digest of the files' resolved paths, sizes and modification times: it changes when a
+    file is replaced or edited, so it keys the parsed-array cache (as ``make`` judges staleness)
+    without reading the files."""
+    h = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        h.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _images(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels).float().div_(255).unsqueeze(1)
 
 
 @SOURCES.register("idx")
 def load_idx(data_dir: PathLike | None = None, name: str = "idx") -> Source:
     """MNIST-format data (MNIST, Fashion-MNIST, KMNIST...) from the four standard IDX files in
-    ``data_dir``; ``num_classes`` is the largest label + 1 over both splits."""
+    ``data_dir``; ``num_classes`` is the largest label + 1 over both splits. The parsed arrays
+    are cached (``cached_arrays``), keyed by the files' identity, so only the first load of a
+    folder pays for the decompression."""
     root = _check_dir(data_dir, name, "the folder holding train-images-idx3-ubyte and friends")
     files = {key: _find_idx_file(root, canonical) for key, canonical in IDX_FILES.items()}
     missing = [IDX_FILES[key] for key, path in files.items() if path is None]
     if missing:
         raise _missing_files(name, root, list(IDX_FILES.values()), missing,
                              "each may end in .gz or read '.idx' for '-idx'")
-    train_x, train_y = _idx_split(files, "train", name)
-    test_x, test_y = _idx_split(files, "t10k", name)
-    num_classes = max((int(y.max()) for y in (train_y, test_y) if y.numel()), default=-1) + 1
-    return Source(name, train_x, train_y, test_x, test_y, num_classes)
+
+    def parse() -> dict[str, np.ndarray]:
+        (train_x, train_y), (test_x, test_y) = (_idx_split(files, p, name) for p in IDX_SPLITS)
+        return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+
+    arrays = cached_arrays(f"idx-v1-{_files_identity(files.values())}.npz", parse)
+    labels = [y for y in (arrays["train_y"], arrays["test_y"]) if y.size]
+    num_classes = max((int(y.max()) for y in labels), default=-1) + 1
+    return Source(name, _images(arrays["train_x"]), torch.from_numpy(arrays["train_y"]),
+                  _images(arrays["test_x"]), torch.from_numpy(arrays["test_y"]), num_classes)
+
+
+def shared_dataset_dirs() -> list[Path]:
+    """The system's shared dataset folders: ``datasets`` under each ``$XDG_DATA_DIRS`` entry
+    (default ``/usr/local/share:/usr/share``), with ``/usr/share`` always searched, since that
+    is where Debian's ``dataset-*`` packages install (``/usr/share/datasets/fashion-mnist``)."""
+    entries = [e for e in os.environ.get("XDG_DATA_DIRS", "").split(":") if e]
+    entries = entries or ["/usr/local/share", "/usr/share"]
+    if "/usr/share" not in [e.rstrip("/") for e in entries]:
+        entries.append("/usr/share")
+    return [Path(e) / "datasets" for e in entries]
+
+
+def _installed_idx_dir(name: str) -> Path:
+    """The first ``<shared dataset folder>/name`` holding all four IDX files."""
+    searched = [folder / name for folder in shared_dataset_dirs()]
+    for root in searched:
+        if root.is_dir() and all(_find_idx_file(root, f) for f in IDX_FILES.values()):
+            return root
+    looked = ", ".join(str(r) for r in searched)
+    fix = f"install it with `sudo apt install dataset-{name}` (Debian, Ubuntu)"
+    raise DataError(
+        f"{name} is not installed on this system (looked in {looked}); {fix} or pass "
+        "data_dir=... naming a folder with its four IDX files.",
+        cli=f"{name} is not installed on this system (looked in {looked}); {fix} or give "
+            "--data-dir DIR naming a folder with its four IDX files.")
 
 
 @SOURCES.register("fashion-mnist")
 def load_fashion_mnist(data_dir: PathLike | None = None) -> Source:
-    """Fashion-MNIST ships in the same IDX layout as MNIST; only the name differs."""
-    return load_idx(data_dir, name="fashion-mnist")
+    """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017; 60,000 train / 10,000 test 28x28 images of
+    10 kinds of clothing) in MNIST's IDX layout: from ``data_dir``, else from the system's
+    shared dataset folders, where Debian's package ``dataset-fashion-mnist`` installs it."""
+    return load_idx(data_dir or _installed_idx_dir("fashion-mnist"), name="fashion-mnist")
 
 
 # --------------------------------------------------------------------------------------------

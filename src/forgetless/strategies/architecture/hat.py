@@ -2,15 +2,18 @@
 Forgetting with Hard Attention to the Task", ICML).
 
 Each task t has a learned embedding ``e_l^t`` per hidden layer; it gates the layer's units with
-``a_l^t = sigmoid(s * e_l^t)``, so a task uses a (near-binary) subset of units. Following the
-paper:
+``a_l^t = sigmoid(s * e_l^t)``, so a task uses a (near-binary) subset of units. On a
+convolutional layer a unit is a filter: the gate scales the output channel at every position
+(the paper's AlexNet). Following the paper:
 
 - the scale ``s`` is annealed within each epoch from ``1/s_max`` to ``s_max`` (batch b of B:
   ``s = 1/s_max + (s_max - 1/s_max)(b - 1)/(B - 1)``, eq. 3); at test time ``s = s_max``;
 - after task t the cumulative attention ``a^{<=t} = max(a^t, a^{<=t-1})`` records the units used
   so far, and while learning later tasks the gradient of the weight between unit i and input j
   of layer l is multiplied by ``1 - min(a_{l,i}^{<t}, a_{l-1,j}^{<t})`` (eq. 2; the input layer
-  counts as fully used, a bias by ``1 - a_{l,i}^{<t}``), so units of earlier tasks are not moved;
+  counts as fully used, a bias by ``1 - a_{l,i}^{<t}``), so units of earlier tasks are not moved.
+  For a convolution i is the output channel and j the input channel, for every kernel position;
+  a Linear layer reading flattened feature maps takes j's channel at each of its positions;
 - the loss adds ``c * sum a^t (1 - a^{<t}) / sum (1 - a^{<t})`` over all gated units (eq. 5),
   which keeps each task's mask sparse and leaves capacity for later tasks;
 - the embedding's gradient is compensated for the annealing:
@@ -22,45 +25,48 @@ gradient factor is exactly 0 (in float32 ``sigmoid(s_max e)`` is exactly 1 for e
 written back after each step, so weight decay or carried-over Adam moments cannot move them.
 The gates are binary up to float32 rounding, not exactly, so forgetting is near zero rather than
 exactly zero. The output head is shared by all tasks (one row per output unit); a finished
-task's rows are frozen. MLP models only: ``learner.model`` becomes a ``GatedMLP``.
+task's rows are frozen. The paper's networks have no BatchNorm; the ConvNet's does, so a
+channel's BatchNorm scale and shift are gated like its bias, and its running statistics are
+written back with its frozen weights (else the new task's batches would renormalise an old
+task's channels). MLP or ConvNet models: ``learner.model`` becomes a ``GatedNetwork``.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
 from forgetless.strategies.architecture.common import (
+    Block,
     GradientGate,
     expect_next_task,
     finished_units,
     head_row_scales,
-    mlp_layers,
+    network_blocks,
 )
 from forgetless.strategies.base import Footprint, Strategy, tensor_bytes
 
 COSH_CLIP, EMBEDDING_CLIP = 50.0, 6.0
 
 
-class GatedMLP(nn.Module):
-    """An MLP whose hidden units are gated by per-task embeddings (one row of units per task).
+class GatedNetwork(nn.Module):
+    """An MLP or ConvNet whose hidden units (filters) are gated by per-task embeddings (one row
+    of units per task). A task without an embedding (not yet trained, evaluated for forward
+    transfer) is ungated."""
 
-    A task without an embedding (not yet trained, evaluated for forward transfer) is ungated."""
-
-    def __init__(self, mlp: nn.Module) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(mlp_layers(mlp, "hat"))
-        self.widths = [layer.out_features for layer in self.layers[:-1]]
+        self.blocks = nn.ModuleList(network_blocks(model, "hat"))  # the head last, not gated
+        self.widths = [block.units for block in self.blocks[:-1]]
         self.embeddings = nn.ParameterList()  # one vector of sum(widths) per task
 
     def add_task(self) -> None:
         """Freeze the existing embeddings; add one for a new task (standard normal)."""
         for e in self.embeddings:
             e.requires_grad_(False)
-        device = self.layers[0].weight.device
+        device = self.blocks[0].layer.weight.device
         self.embeddings.append(nn.Parameter(torch.randn(sum(self.widths), device=device)))
 
     def attention(self, task_ids: torch.Tensor, s: float) -> torch.Tensor:
@@ -72,21 +78,31 @@ class GatedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, task_ids: torch.Tensor | None = None,
                 s: float = 400.0) -> torch.Tensor:
-        h = x.flatten(1)
+        h = x
         gates = None
         if task_ids is not None and len(self.embeddings):
             gates = self.attention(task_ids, s).split(self.widths, dim=1)
-        for i, layer in enumerate(self.layers[:-1]):
-            h = F.relu(layer(h))
-            if gates is not None:
-                h = h * gates[i]
-        return self.layers[-1](h)
+        for i, block in enumerate(self.blocks[:-1]):
+            h = block(h)
+            if gates is not None:  # (batch, units), broadcast over a feature map's positions
+                h = h * gates[i].view(*gates[i].shape, *[1] * (h.ndim - 2))
+        return self.blocks[-1](h)
+
+
+def _weight_scales(block: Block, used_out: torch.Tensor, used_in: torch.Tensor) -> torch.Tensor:
+    """eq. 2's ``1 - min(a_out, a_in)`` for every entry of ``block``'s weight."""
+    weight = block.layer.weight
+    if not block.convolutional:  # flattened maps: each input channel covers several positions
+        used_in = used_in.repeat_interleave(weight.shape[1] // used_in.numel())
+    kernel = (1,) * (weight.ndim - 2)  # a convolution's kernel positions share the scale
+    pair = torch.minimum(used_out.view(-1, 1, *kernel), used_in.view(1, -1, *kernel))
+    return (1 - pair).expand_as(weight)
 
 
 @register("hat")
 class HardAttentionToTheTask(Strategy):
     """Hard Attention to the Task: task embeddings gate hidden units; gradients to units used
-    by earlier tasks are blocked (Serra and coauthors 2018; MLP models only)."""
+    by earlier tasks are blocked (Serra and coauthors 2018; MLP or ConvNet)."""
 
     why_not_task_free = ("it adds a task's attention embedding when the task starts and records "
                          "the units the task used when it ends, which a task-free stream does "
@@ -94,7 +110,6 @@ class HardAttentionToTheTask(Strategy):
                          "fill from the stream.")
 
     serves_pretrained = False
-
 
     family = "architecture"
     scenarios = frozenset({"task"})
@@ -115,11 +130,11 @@ class HardAttentionToTheTask(Strategy):
 
     def setup(self, learner) -> None:
         super().setup(learner)
-        learner.model = GatedMLP(learner.model)
+        learner.model = GatedNetwork(learner.model)
         self.used = torch.zeros(sum(self.network.widths), device=learner.device)  # a^{<t}
 
     @property
-    def network(self) -> GatedMLP:
+    def network(self) -> GatedNetwork:
         return self.learner.model
 
     def scale(self) -> float:
@@ -134,7 +149,7 @@ class HardAttentionToTheTask(Strategy):
         expect_next_task("hat", task, self.tasks_started)
         self.network.add_task()
         self.tasks_started += 1
-        self._gate = None
+        self._gate = self._make_gate()  # before the task's first forward pass moves BatchNorm
 
     def forward(self, x, task_ids):
         return self.network(x, task_ids, self.scale())
@@ -145,22 +160,25 @@ class HardAttentionToTheTask(Strategy):
         return self.c * (attention * free).sum() / free.sum().clamp_min(1e-12)
 
     def _make_gate(self) -> GradientGate:
-        layers = self.network.layers
-        used = [torch.ones(layers[0].in_features, device=self.used.device),
+        blocks = self.network.blocks
+        used = [torch.ones(blocks[0].input_units, device=self.used.device),
                 *self.used.split(self.network.widths)]
         params, scales = [], []
-        for i, layer in enumerate(layers[:-1]):
-            params += [layer.weight, layer.bias]
-            scales += [1 - torch.minimum(used[i + 1][:, None], used[i][None, :]), 1 - used[i + 1]]
-        head = layers[-1]
+        for i, block in enumerate(blocks[:-1]):
+            unit_scale = 1 - used[i + 1]  # of what belongs to one unit: bias, BatchNorm
+            params += [block.layer.weight, block.layer.bias]
+            scales += [_weight_scales(block, used[i + 1], used[i]), unit_scale]
+            if block.norm is not None:
+                norm = block.norm
+                params += [norm.weight, norm.bias, norm.running_mean, norm.running_var]
+                scales += [unit_scale] * 4
+        head = blocks[-1].layer
         head_scales = head_row_scales(head, finished_units(self.learner, self.tasks_started - 1))
         params += [head.weight, head.bias]
         scales += [head_scales["weight"], head_scales["bias"]]
         return GradientGate(params, scales)
 
     def before_step(self) -> None:
-        if self._gate is None:
-            self._gate = self._make_gate()
         self._gate.scale_gradients()
         embedding, s = self.network.embeddings[-1], self.scale()
         if embedding.grad is not None:

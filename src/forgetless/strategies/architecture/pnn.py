@@ -1,20 +1,28 @@
 """Progressive Neural Networks (Rusu et al. 2016, "Progressive Neural Networks", arXiv:1606.04671).
 
-Each task gets a new column (a fresh copy of the MLP's layers); every earlier column is frozen.
+Each task gets a new column (a fresh copy of the model's layers); every earlier column is frozen.
 Column k's layer i also reads the previous layer of every earlier column through an *adapter*
 (the paper's eq. 2 with non-linear lateral connections)::
 
-    h_i^(k) = relu( W_i^(k) h_{i-1}^(k) + U_i^(k) relu( V_i^(k) (alpha_i^(k) [h_{i-1}^(<k)]) ) )
+    h_i^(k) = f( W_i^(k) h_{i-1}^(k) + U_i^(k) relu( V_i^(k) (alpha_i^(k) [h_{i-1}^(<k)]) ) )
 
 ``[h^(<k)]`` is the concatenation of the earlier columns' activations, ``alpha`` a learned
 scalar initialised to a small random value, ``V`` projects the concatenation down to
-``adapter_width`` units (the paper: the width of the layer it reads, the default here) and ``U``
-maps it into the layer. The first hidden layer reads only the input. Frozen columns never change,
-so backward transfer is exactly zero; the cost is growth: a column per task plus adapters whose
-``V`` grows with the number of earlier columns, so the parameter count is quadratic in the number
-of tasks. At test time the task id picks the column, which is why the scenario must be
-task-incremental. The columns and adapters live in ``nn.ModuleList``s inside ``learner.model``
-(a ``ProgressiveColumns`` that replaces the MLP it was given), so checkpoints carry them.
+``adapter_width`` units or channels (the paper: the width of the layer it reads, the default
+here) and ``U`` maps it into the layer, with the layer's own shape. On an MLP ``V`` and ``U`` are
+Linear. On the ConvNet, as the paper does for its convolutional columns (Atari), ``V`` is a 1x1
+convolution that reduces the earlier columns' feature maps channel-wise; ``U`` is a convolution
+with the target layer's kernel, stride and padding, or, into the first Linear layer after the
+feature maps, a Linear layer on the flattened reduced maps. The sum passes through the
+layer's own BatchNorm, ReLU and pooling (``f``). The first layer reads only the input.
+
+Frozen columns never change (their BatchNorm layers stay in eval mode, keeping their task's
+statistics), so backward transfer is exactly zero; the cost is growth: a column per task plus
+adapters whose ``V`` grows with the number of earlier columns, so the parameter count is
+quadratic in the number of tasks (``benchmarks/architecture.md``). At test time the task id
+picks the column, which is why the scenario must be task-incremental. The columns and adapters
+live in ``nn.ModuleList``s inside ``learner.model`` (a ``ProgressiveColumns`` that replaces the
+model it was given), so checkpoints carry them.
 """
 
 from __future__ import annotations
@@ -25,63 +33,82 @@ from torch import nn
 
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
-from forgetless.strategies.architecture.common import expect_next_task, mlp_layers
+from forgetless.strategies.architecture.common import Block, expect_next_task, network_blocks
 from forgetless.strategies.base import Footprint, Strategy, tensor_bytes
 
 
 class Adapter(nn.Module):
-    """Lateral connection into one layer of a column from the previous layer of ``earlier``
-    columns: ``U relu(V (alpha * h))``."""
+    """Lateral connection into ``target`` from the outputs of ``source`` (the layer before it)
+    in ``earlier`` columns: ``U relu(V (alpha * h))``, convolutional where ``h`` is feature maps."""
 
-    def __init__(self, earlier: int, source_width: int, width: int, target_width: int) -> None:
+    def __init__(self, earlier: int, source: Block, target: Block, width: int | None) -> None:
         super().__init__()
+        width = width or source.units
         self.alpha = nn.Parameter(torch.empty(()).uniform_(0.0, 0.1))
-        self.project = nn.Linear(earlier * source_width, width)  # V
-        self.lateral = nn.Linear(width, target_width, bias=False)  # U
+        joined = earlier * source.units
+        self.project = (nn.Conv2d(joined, width, 1) if source.convolutional  # V
+                        else nn.Linear(joined, width))
+        layer = target.layer
+        if target.convolutional:  # U
+            self.lateral = nn.Conv2d(width, layer.out_channels, layer.kernel_size, layer.stride,
+                                     layer.padding, bias=False)
+        else:  # a Linear layer reads the flattened maps: in_features / channels positions each
+            positions = layer.in_features // source.units
+            self.lateral = nn.Linear(width * positions, layer.out_features, bias=False)
 
     def forward(self, earlier_activations: list[torch.Tensor]) -> torch.Tensor:
         joined = torch.cat(earlier_activations, dim=1)
-        return self.lateral(F.relu(self.project(self.alpha * joined)))
+        reduced = F.relu(self.project(self.alpha * joined))
+        if isinstance(self.lateral, nn.Linear):
+            reduced = reduced.flatten(1)
+        return self.lateral(reduced)
 
 
 class ProgressiveColumns(nn.Module):
-    """The columns of a progressive network built from an MLP (which becomes column 0).
+    """The columns of a progressive network built from an MLP or ConvNet (which becomes
+    column 0).
 
     ``forward(x, task_ids)`` answers each sample with its task's column; a task without a
     column yet (one not trained, evaluated for forward transfer) is answered by the newest."""
 
     def __init__(self, first: nn.Module, adapter_width: int | None = None) -> None:
         super().__init__()
-        layers = mlp_layers(first, "pnn")
-        self.sizes = [(layer.in_features, layer.out_features) for layer in layers]
         self.adapter_width = adapter_width
-        self.columns = nn.ModuleList([nn.ModuleList(layers)])
+        self.columns = nn.ModuleList([nn.ModuleList(network_blocks(first, "pnn"))])
         self.adapters = nn.ModuleList([nn.ModuleList()])  # column 0 reads no earlier column
 
     def add_column(self) -> None:
         """Freeze every existing column and adapter; add a fresh column with its adapters."""
         for p in self.parameters():
             p.requires_grad_(False)
-        earlier = len(self.columns)
-        device = self.columns[0][0].weight.device
-        self.columns.append(nn.ModuleList(nn.Linear(i, o) for i, o in self.sizes).to(device))
+        earlier, template = len(self.columns), self.columns[0]
+        self.columns.append(nn.ModuleList(block.fresh_copy() for block in template))
+        device = next(template.parameters()).device
         self.adapters.append(nn.ModuleList(
-            Adapter(earlier, source, self.adapter_width or source, target)
-            for source, target in self.sizes[1:]  # layer i reads layer i-1's outputs
+            Adapter(earlier, source, target, self.adapter_width)
+            for source, target in zip(template, template[1:], strict=False)  # i reads i-1
         ).to(device))
+        self.train(self.training)  # the column just frozen goes to eval mode
+
+    def train(self, mode: bool = True) -> ProgressiveColumns:
+        """Only the newest column and its adapters train: a frozen column's BatchNorm keeps the
+        statistics of its own task instead of updating them on the new task's batches."""
+        super().train(mode)
+        for frozen in (*self.columns[:-1], *self.adapters[:-1]):
+            frozen.eval()
+        return self
 
     def column_outputs(self, x: torch.Tensor, count: int) -> torch.Tensor:
         """Logits of the first ``count`` columns, shape (count, batch, outputs)."""
-        inputs = x.flatten(1)
-        hidden = [inputs] * count
-        last = len(self.sizes) - 1
-        for i in range(len(self.sizes)):
+        hidden = [x] * count
+        for i in range(len(self.columns[0])):
             new = []
             for k in range(count):
-                z = self.columns[k][i](hidden[k])
+                block = self.columns[k][i]
+                z = block.pre_activation(hidden[k])
                 if i > 0 and k > 0:
                     z = z + self.adapters[k][i - 1](hidden[:k])
-                new.append(z if i == last else F.relu(z))
+                new.append(block.finish(z))
             hidden = new
         return torch.stack(hidden)
 
@@ -97,7 +124,7 @@ class ProgressiveColumns(nn.Module):
 @register("pnn")
 class ProgressiveNeuralNetworks(Strategy):
     """Progressive Neural Networks: a new column per task with lateral adapters from every
-    earlier column; earlier columns frozen (Rusu and coauthors 2016; MLP models only)."""
+    earlier column; earlier columns frozen (Rusu and coauthors 2016; MLP or ConvNet)."""
 
     why_not_task_free = ("it adds a column for each task when the task starts (and chooses a "
                          "column by task id at test time), which a task-free stream does not "
@@ -105,7 +132,6 @@ class ProgressiveNeuralNetworks(Strategy):
                          "from the stream.")
 
     serves_pretrained = False
-
 
     family = "architecture"
     scenarios = frozenset({"task"})
