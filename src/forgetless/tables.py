@@ -54,6 +54,14 @@ def format_metrics(metrics: dict) -> str:
         ("learning_acc", "learning accuracy (diagonal)")])
 
 
+def evaluation_interval(record: dict) -> str:
+    """How often a continual-evaluation record was taken, in words."""
+    every = record.get("every")
+    if every == "auto":
+        return "at an interval sized to the training time, dense after each switch,"
+    return f"every {every} steps"
+
+
 def format_continual(record: dict, summary: dict) -> str:
     """A continual-evaluation record (``RunResult.continual``) and its metrics
     (``continual_metrics.summarize_continual``): min-ACC, WC-ACC, the dip of each task just
@@ -77,7 +85,7 @@ def format_continual(record: dict, summary: dict) -> str:
     seconds, training = record.get("seconds"), record.get("train_seconds")
     cost = (f" ({100 * seconds / training:.0f}% of the training time)"
             if seconds is not None and training else "")
-    lines.append(wrap(f"continual evaluation every {record.get('every')} steps on "
+    lines.append(wrap(f"continual evaluation {evaluation_interval(record)} on "
                       f"{record.get('eval_samples')} test samples per task: "
                       f"{len(record['steps'])} evaluations, {seconds or 0:.2f} s{cost}.",
                       terminal_width()))

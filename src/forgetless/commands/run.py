@@ -69,6 +69,9 @@ def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, store, n
     click.echo(format_accuracy_matrix(result.accuracy_matrix, result.task_descriptions))
     click.echo("")
     click.echo(format_metrics(result.metrics))
+    from forgetless.commands.show import echo_continual
+
+    echo_continual(result)
     costs = result.costs
     click.echo(f"{'train time':<32} {costs['train_seconds_total']:7.2f} s")
     if no_store:

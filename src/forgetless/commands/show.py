@@ -31,7 +31,6 @@ def find_run(what: str, store: str):
 def show(run, store) -> None:
     """Show the accuracy matrix and metrics of a run: its run id (or a unique prefix of it) in
     the results store, or a JSON file saved with `forgetless run --output`."""
-    from forgetless.results.summary import has_continual
     from forgetless.tables import format_accuracy_matrix, format_metrics
 
     result = find_run(run, store)
@@ -43,6 +42,13 @@ def show(run, store) -> None:
                                       result.untrained_accuracy))
     click.echo("")
     click.echo(format_metrics(result.metrics))
+    echo_continual(result)
+
+
+def echo_continual(result) -> None:
+    """A run's continual-evaluation metrics (min-ACC, WC-ACC, the dips), when it has them."""
+    from forgetless.results.summary import has_continual
+
     if has_continual(result):
         from forgetless.continual_metrics import summarize_continual
         from forgetless.tables import format_continual

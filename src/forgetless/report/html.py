@@ -29,6 +29,7 @@ from forgetless.results.summary import (
     row_cells,
     shown_metrics,
 )
+from forgetless.tables import evaluation_interval
 
 FAMILY_NOTES = {
     "baseline": "references: naive fine-tuning (forgets) and joint / cumulative training (bounds)",
@@ -242,7 +243,8 @@ def _stability_gap_section(group: Group) -> str:
             f"{_e(percent(found['wc_acc']))}, mean dip {_e(percent(found['mean_dip_depth']))}"
             f"</figcaption>"
             + svg.stability_gap(record, f"{row.label}: accuracy during training")
-            + f"<div class='params'>evaluated {_e(_interval(record))} on "
+            + f"<div class='params'>evaluated {len(record.get('steps', []))} times "
+            f"{_e(evaluation_interval(record))} on "
             f"{_e(record.get('eval_samples'))} test samples per task</div></figure>")
     return ("<section class='stability-gap'><h3>Accuracy during training: the stability gap"
             "</h3><p class='note'>Each task's accuracy (%) on a fixed subset of its test set, "
@@ -253,16 +255,6 @@ def _stability_gap_section(group: Group) -> str:
             "only at the lines, do not show. Mean dip: how far the task just left falls after "
             "a switch, averaged over switches.</p>"
             f"<div class='strategies'>{''.join(cards)}</div></section>")
-
-
-def _interval(record: dict) -> str:
-    """How often a continual-evaluation record was taken, in words."""
-    every = record.get("every")
-    if every == "auto":
-        return (f"{len(record.get('steps', []))} times over {record['steps'][-1]} steps "
-                "(interval sized to the training time, dense after each switch)"
-                if record.get("steps") else "every few steps")
-    return f"every {every} steps"
 
 
 def render(runs: list[RunResult], title: str = "forgetless comparison",
