@@ -196,3 +196,18 @@ def test_a_task_free_run_resumes_to_the_uninterrupted_matrix(tmp_path):
     assert resumed.accuracy_matrix == reference.accuracy_matrix
     assert resumed.continual["task_ends"] == reference.continual["task_ends"]
     assert resumed.continual["task_starts"] == reference.continual["task_starts"]
+
+
+def test_the_command_line_runs_a_task_free_stream_and_refuses_a_boundary_strategy(tmp_path):
+    from tests.test_cli import forgetless
+
+    done = forgetless("run", "--stream", "task-free", "--blur", "0.2", "--strategy", "er-ace",
+                      "--source", "digits", "--quiet", "--no-store", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "min-ACC (worst on old tasks)" in done.stdout and "new task  old task" in done.stdout
+    refused = forgetless("run", "--stream", "task-free", "--strategy", "lwf", "--source",
+                         "digits", "--quiet", "--no-store", cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "cannot learn from a task-free stream" in refused.stderr and "use derpp" in \
+        refused.stderr
