@@ -1,0 +1,125 @@
+"""Loop speed: the Learner against a plain eager PyTorch loop, and each strategy against naive.
+
+Permuted MNIST (embedded, domain-incremental), MLP 784-400-400, Adam 1e-3, batch 128. Every
+figure is the time of the training loop only (``Learner._train_batches``: the optimiser steps
+and their hooks, not the end-of-task Fisher or buffer fill) on the *second* task, so replay
+draws from a full buffer and the regularizers pay their penalty. The plain loop trains on the
+same batches (the same seeded shuffle) with ``torch.optim.Adam``'s defaults. All
+configurations are timed in one process, in an order that rotates every repeat; each ratio is
+the median over repeats of the per-repeat ratio. Targets (issue 16): naive >= 1.3x the plain
+loop's steps/s; ER <= 2.1x naive's time, EWC / SI / MAS <= 1.2x, DER++ <= 1.6x.
+
+    OMP_NUM_THREADS=1 python benchmarks/loop_speed.py --repeats 7 --steps 150
+    OMP_NUM_THREADS=1 python benchmarks/loop_speed.py --compile   # the compiled step too
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from forgetless.data.benchmarks import build_stream
+from forgetless.learner import Learner
+from forgetless.models import build_model
+from forgetless.strategies import build_strategy
+
+STRATEGIES = ("naive", "er", "ewc", "si", "mas", "derpp")
+TARGETS = {"naive / plain (steps/s)": 1.3, "er": 2.1, "ewc": 1.2, "si": 1.2, "mas": 1.2,
+           "derpp": 1.6}
+
+
+def plain_loop(model, x, y, steps, batch_size, seed):
+    """The hand-written loop: default Adam, the Learner's batch order, one loss.item() a step
+    (what a loop with a loss display or a NaN check pays)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    n, position, order = x.shape[0], x.shape[0], None
+    model.train()
+    for _ in range(steps):
+        if position >= n:
+            order, position = torch.randperm(n, generator=generator), 0
+        index = order[position:position + batch_size]
+        position += batch_size
+        loss = F.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time naive with the compiled step (Learner(compile=True))")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    stream = build_stream("permuted", "domain", tasks=2)
+
+    def fresh_model():
+        torch.manual_seed(0)
+        return build_model("mlp", stream.input_shape, stream.num_outputs)
+
+    def time_strategy(name: str, compiled: bool = False) -> float:
+        """Seconds of the training loop on task 2 (task 1 trained first, untimed)."""
+        learner = Learner(fresh_model(), build_strategy(name, {}), iterations=args.steps,
+                          batch_size=args.batch_size, progress=False,
+                          **({"compile": True} if compiled else {}))
+        learner.bind(stream)
+        learner.learn(stream[0])
+        seconds = []
+        loop = learner._train_batches
+
+        def timed(*a, **kw):
+            start = time.perf_counter()
+            loop(*a, **kw)
+            seconds.append(time.perf_counter() - start)
+
+        learner._train_batches = timed
+        learner.learn(stream[1])
+        return seconds[0]
+
+    def time_plain() -> float:
+        model, task = fresh_model(), stream[1]
+        start = time.perf_counter()
+        plain_loop(model, task.train_x, task.train_y, args.steps, args.batch_size, 0)
+        return time.perf_counter() - start
+
+    runs = {"plain": time_plain, **{n: (lambda n=n: time_strategy(n)) for n in STRATEGIES}}
+    if args.compile:
+        runs["naive --compile"] = lambda: time_strategy("naive", compiled=True)
+    for run in runs.values():  # warm-up: first-call costs (imports, compilation) paid here
+        run()
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(runs[name]())
+    print(f"permuted MNIST, MLP 784-400-400, {args.steps} steps of batch {args.batch_size} on "
+          f"task 2, {args.threads} thread(s), {args.repeats} repeats (rotating order)")
+    for name, values in times.items():
+        print(f"  {name:<16} median {statistics.median(values):.3f} s")
+    naive = times["naive"]
+    ratios = {"naive / plain (steps/s)": [p / n for p, n in zip(times["plain"], naive,
+                                                                strict=True)]}
+    for name in names:
+        if name not in ("plain", "naive"):
+            ratios[name] = [t / n for t, n in zip(times[name], naive, strict=True)]
+    print("median per-repeat ratios (strategies: time / naive's time):")
+    for name, values in ratios.items():
+        target, median, at_least = TARGETS.get(name), statistics.median(values), name[0] == "n"
+        verdict = "" if target is None else (
+            f"  target {'>=' if at_least else '<='} {target}: "
+            f"{'met' if (median >= target) == at_least else 'NOT met'}")
+        print(f"  {name:<24} {median:.3f}{verdict}")
+
+
+if __name__ == "__main__":
+    main()
