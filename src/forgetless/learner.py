@@ -185,6 +185,7 @@ class Learner:
         self.batches_per_epoch = 1  # of the data being trained now (per-epoch schedules read it)
         self.divergence = DivergenceGuard()
         self._logits_hook = None  # set when the model's output holds its logits (``.logits``)
+        self._separate_passes = False  # ``_forward_batch``: set at each run of steps
         # Which samples of the current batch (as the loop drew it) this task trains on for the
         # first time: replay offers each sample to its buffer once (``run_steps``).
         self.first_visit: torch.Tensor | None = None
@@ -437,6 +438,7 @@ class Learner:
         the divergence guard and the continual evaluation; ``before_batch(i)`` before the
         i-th."""
         bar = _progress_bar(steps, desc, self.progress)
+        self._separate_passes = depends_on_batch(self.model)
         self.divergence.start(f"task {self.current_task.task_id}" if self.current_task else desc)
         self.model.train()
         monitor = self.monitor
@@ -474,7 +476,7 @@ class Learner:
         if not self.model.training:  # a hook may have evaluated the model (cheap check)
             self.model.train()
         try:
-            logits = self.forward(batch.x, batch.task_ids)
+            logits = self._forward_batch(batch)
         except ValueError as error:
             if "more than 1 value per channel" not in str(error):
                 raise
@@ -500,6 +502,26 @@ class Learner:
         if strategy.uses("after_step"):
             strategy.after_step()
         return loss.detach()
+
+    def _forward_batch(self, batch: Batch) -> torch.Tensor:
+        """The batch's logits, and those of its ``extra_forwards`` (set on each): one pass over
+        them all, or one pass each where a pass depends on what else is in its batch
+        (BatchNorm's batch statistics, dropout's draws) or their shapes differ."""
+        extras = batch.extra_forwards
+        if not extras:
+            return self.forward(batch.x, batch.task_ids)
+        parts = [batch, *extras]
+        if self._separate_passes or any(p.x.shape[1:] != batch.x.shape[1:] for p in extras):
+            logits = self.forward(batch.x, batch.task_ids)
+            for extra in extras:
+                extra.logits = self.forward(extra.x, extra.task_ids)
+            return logits
+        joined = self.forward(torch.cat([p.x for p in parts]),
+                              torch.cat([p.task_ids for p in parts]))
+        logits, *split = joined.split([len(p) for p in parts])
+        for extra, part_logits in zip(extras, split, strict=True):
+            extra.logits = part_logits
+        return logits
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """The objective's loss of a batch (classification: cross-entropy over the output units
@@ -671,6 +693,14 @@ def model_logits(output) -> torch.Tensor:
 def _logits_only(module: nn.Module, args, output) -> torch.Tensor:
     """Forward hook: a Hugging Face-style output replaced by its logits."""
     return model_logits(output)
+
+
+def depends_on_batch(model: nn.Module) -> bool:
+    """Whether a training-mode pass over one batch differs from passes over its parts:
+    BatchNorm normalises with the batch's statistics, dropout draws per pass."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+               or (isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)
+               for m in model.modules())
 
 
 def batches_per_epoch(num_samples: int, batch_size: int) -> int:
