@@ -32,7 +32,8 @@ def count_syncs(monkeypatch):
 def test_naive_steps_read_the_device_once_per_divergence_check(digits_streams, make_model,
                                                                count_syncs):
     stream = digits_streams["domain"]
-    learner = Learner(make_model(stream), iterations=40, progress=False)
+    # SGD: the default Adam reads its step counters, CPU tensors even on a GPU, every step
+    learner = Learner(make_model(stream), iterations=40, optimizer="sgd", progress=False)
     learner.bind(stream)
     loop = learner._train_batches
 
@@ -90,3 +91,50 @@ def test_models_with_batchnorm_keep_a_pass_per_part(digits_streams):
     model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     learner.learn(stream[1])
     assert calls[:9] == [16] * 9
+
+
+def _steps(stream, model, **options):
+    learner = Learner(model, iterations=5, batch_size=32, progress=False, **options)
+    learner.bind(stream)
+    losses = []
+    step = learner.train_step
+    learner.train_step = lambda batch: losses.append(float(step(batch)))
+    learner.learn(stream[0])
+    return losses, learner
+
+
+def test_the_compiled_step_gives_the_eager_losses(digits_streams, make_model, monkeypatch):
+    import forgetless.compiled_step as compiled_step
+
+    monkeypatch.setattr(compiled_step, "BACKEND", "aot_eager")  # the graphs, no C++ build
+    stream = digits_streams["class"]
+    eager, _ = _steps(stream, make_model(stream))
+    compiled, learner = _steps(stream, make_model(stream), compile=True)
+    assert learner.compiled._compiled is not None and not learner.compiled.failed
+    assert compiled == pytest.approx(eager, rel=1e-5)
+
+
+def test_without_torch_compile_the_eager_step_runs_with_a_warning(digits_streams, make_model,
+                                                                  monkeypatch):
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("Dynamo is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", unavailable)
+    stream = digits_streams["domain"]
+    eager, _ = _steps(stream, make_model(stream))
+    with pytest.warns(RuntimeWarning, match="torch.compile cannot run here .Dynamo is not "
+                                            "supported on this Python.; training with the eager"):
+        fallback, learner = _steps(stream, make_model(stream), compile=True)
+    assert learner.compiled.failed and fallback == eager
+
+
+def test_adam_fused_is_the_fused_kernel_and_agrees_with_the_default_to_float_tolerance(
+        digits_streams, make_model):
+    stream = digits_streams["domain"]
+    default_losses, default = _steps(stream, make_model(stream))
+    fused_losses, fused = _steps(stream, make_model(stream), optimizer="adam-fused")
+    assert fused.optimizer.param_groups[0]["fused"] is True
+    assert not default.optimizer.param_groups[0]["fused"]
+    assert fused_losses == pytest.approx(default_losses, rel=1e-5)
+    for a, b in zip(default.model.parameters(), fused.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
