@@ -78,19 +78,14 @@ def test_derpp_runs_one_forward_pass_per_step_that_equals_three(digits_streams, 
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_models_with_batchnorm_keep_a_pass_per_part(digits_streams):
+def test_models_with_batchnorm_keep_a_pass_per_part(digits_streams, monkeypatch):
     stream = digits_streams["class"]
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32),
                                 torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
                                 torch.nn.Linear(32, stream.num_outputs))
-    learner = Learner(model, build_strategy("derpp", {}), iterations=3, batch_size=16,
-                      progress=False)
-    learner.fit(Stream(stream.tasks[:1], stream.scenario, stream.num_outputs))
-    calls = []
-    model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
-    learner.learn(stream[1])
-    assert calls[:9] == [16] * 9
+    calls, _ = _derpp_on_second_task(stream, model, monkeypatch, False)
+    assert calls[:18] == [16] * 18
 
 
 def _steps(stream, model, **options):
