@@ -13,6 +13,7 @@ loop's steps/s; ER <= 2.1x naive's time, EWC / SI / MAS <= 1.2x, DER++ <= 1.6x.
 
     OMP_NUM_THREADS=1 python benchmarks/loop_speed.py --repeats 7 --steps 150
     OMP_NUM_THREADS=1 python benchmarks/loop_speed.py --compile   # the compiled step too
+    OMP_NUM_THREADS=1 python benchmarks/loop_speed.py --profile --steps 100   # naive's profile
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile naive's training loop (torch.profiler) and print "
+                             "where its time goes")
     parser.add_argument("--compile", action="store_true",
                         help="also time naive with the compiled step (Learner(compile=True))")
     args = parser.parse_args()
@@ -51,12 +55,13 @@ def main() -> None:
         torch.manual_seed(0)
         return build_model("mlp", stream.input_shape, stream.num_outputs)
 
-    def time_strategy(name: str, **options) -> float:
-        """Seconds of the training loop on task 2 (task 1 trained first, untimed)."""
+    first_task = {}  # the training loop's seconds on task 1 at a configuration's first run
+
+    def time_strategy(name: str, label: str, **options) -> float:
+        """Seconds of the training loop on task 2 (task 1 trained first)."""
         learner = Learner(fresh_model(), build_strategy(name, {}), iterations=args.steps,
                           batch_size=args.batch_size, progress=False, **options)
         learner.bind(stream)
-        learner.learn(stream[0])
         seconds = []
         loop = learner._train_batches
 
@@ -66,8 +71,10 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
 
         learner._train_batches = timed
+        learner.learn(stream[0])
         learner.learn(stream[1])
-        return seconds[0]
+        first_task.setdefault(label, seconds[0])
+        return seconds[1]
 
     def time_plain() -> float:
         model, task = fresh_model(), stream[1]
@@ -75,12 +82,22 @@ def main() -> None:
         plain_loop(model, task.train_x, task.train_y, args.steps, args.batch_size, 0)
         return time.perf_counter() - start
 
-    runs = {"plain": time_plain, **{n: (lambda n=n: time_strategy(n)) for n in STRATEGIES},
-            "naive adam-fused": lambda: time_strategy("naive", optimizer="adam-fused")}
+    if args.profile:
+        from torch.profiler import profile
+
+        time_strategy("naive", "warm-up")
+        with profile() as profiler:
+            time_strategy("naive", "profiled")
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        return
+    runs = {"plain": time_plain, **{n: (lambda n=n: time_strategy(n, n)) for n in STRATEGIES},
+            "naive adam-fused": lambda: time_strategy("naive", "naive adam-fused",
+                                                      optimizer="adam-fused")}
     if args.compile:
-        runs["naive --compile"] = lambda: time_strategy("naive", compile=True)
-    for run in runs.values():  # warm-up: first-call costs (imports, compilation) paid here
-        run()
+        runs["naive --compile"] = lambda: time_strategy("naive", "naive --compile",
+                                                        compile=True)
+    # warm-up: first-call costs (torch._dynamo's import, compilation) are paid here
+    first = {name: run() for name, run in runs.items()}
     times = {name: [] for name in runs}
     names = list(runs)
     for r in range(args.repeats):
@@ -89,7 +106,9 @@ def main() -> None:
     print(f"permuted MNIST, MLP 784-400-400, {args.steps} steps of batch {args.batch_size} on "
           f"task 2, {args.threads} thread(s), {args.repeats} repeats (rotating order)")
     for name, values in times.items():
-        print(f"  {name:<16} median {statistics.median(values):.3f} s")
+        compiling = f", its task 1: {first_task[name]:.3f} s" if name in first_task else ""
+        print(f"  {name:<16} median {statistics.median(values):.3f} s   (first run: "
+              f"{first[name]:.3f} s{compiling})")
     naive = times["naive"]
     ratios = {f"{name} / plain (steps/s)": [p / n for p, n in zip(times["plain"], times[name],
                                                                   strict=True)]
