@@ -467,11 +467,14 @@ class Learner:
         if monitor is not None:
             monitor.training(False)
         self.first_visit = None
-        self.divergence.check_parameters(steps, self.trainable_parameters(), gradients=False)
-        if bar is not None:
-            bar.update(steps - bar.n)
-            bar.set_postfix_str(f"loss {self.divergence.last_loss:.4f}")
-            bar.close()
+        try:
+            self.divergence.check_parameters(steps, self.trainable_parameters(), gradients=False)
+        finally:
+            if bar is not None:
+                if self.divergence.last_loss is not None:
+                    bar.set_postfix_str(f"loss {self.divergence.last_loss:.4f}", refresh=False)
+                bar.update(steps - bar.n)
+                bar.close()
 
     def train_step(self, batch: Batch) -> torch.Tensor:
         """One optimiser step on ``batch`` with every hook; returns the loss (a detached
