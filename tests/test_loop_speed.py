@@ -45,7 +45,7 @@ def test_naive_steps_read_the_device_once_per_divergence_check(digits_streams, m
     learner._train_batches = counted_loop
     learner.learn(stream[0])
     # one read at steps 0, 10, 20, 30 and one after the last step; a read of the loss per
-    # step (the loop before issue 16) makes 44
+    # step (the loop before issue 16) makes 45
     assert counted_loop.syncs == 40 // CHECK_EVERY + 1
 
 

@@ -471,9 +471,9 @@ class Learner:
             self.divergence.check_parameters(steps, self.trainable_parameters(), gradients=False)
         finally:
             if bar is not None:
-                if self.divergence.last_loss is not None:
-                    bar.set_postfix_str(f"loss {self.divergence.last_loss:.4f}", refresh=False)
                 bar.update(steps - bar.n)
+                if self.divergence.last_loss is not None:
+                    bar.set_postfix_str(f"loss {self.divergence.last_loss:.4f}")
                 bar.close()
 
     def train_step(self, batch: Batch) -> torch.Tensor:
