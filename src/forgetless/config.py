@@ -21,7 +21,8 @@ STREAMS = {"tasks": {}, "online": {"epochs": 1, "batch_size": 10},
            "task-free": {"epochs": 1, "batch_size": 10}}
 #: Fields a run id leaves out while they hold their defaults, so that adding them did not
 #: change the id of any run recorded before them.
-LATER_FIELDS = {"stream": "tasks", "blur": 0.0, "eval_every": None, "eval_samples": 100}
+LATER_FIELDS = {"stream": "tasks", "blur": 0.0, "eval_every": None, "eval_samples": 100,
+                "compile": False}
 
 
 @dataclass
@@ -57,6 +58,8 @@ class RunConfig:
     #: streams, off for ``tasks``. ``eval_samples``: test samples per task it scores.
     eval_every: int | str | None = None
     eval_samples: int = 100
+    #: The step through ``torch.compile`` (``forgetless.compiled_step``); off by default.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.stream not in STREAMS:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from forgetless.compiled_step import CompiledStep
 from forgetless.continual_evaluation import ContinualEvaluation, check_every
 from forgetless.data.stream import Scenario, Stream, Task
 from forgetless.data.task_free import check_blur, task_free_order
@@ -34,7 +35,8 @@ from forgetless.strategies.base import (
 )
 from forgetless.strategies.composite import Composite
 
-OPTIMIZERS = ("adam", "sgd")
+#: ``adam-fused``: PyTorch's fused Adam (``adam`` below), opt-in because it rounds differently.
+OPTIMIZERS = ("adam", "adam-fused", "sgd")
 
 
 @dataclass
@@ -124,6 +126,9 @@ class Learner:
     ``eval_every``: continual evaluation (``forgetless.continual_evaluation``) every that many
     steps, or ``"auto"`` (about 12% of training time), on ``eval_samples`` test samples per
     task; None: only at task ends.
+    ``compile``: the step's forward pass and loss (and with them the backward) run through
+    ``torch.compile`` (``forgetless.compiled_step``) when no strategy replaces the forward;
+    where ``torch.compile`` cannot run here, the eager step, with a warning.
     """
 
     def __init__(self, model: nn.Module, strategy: Strategy | None = None, *, epochs: int = 1,
@@ -133,9 +138,10 @@ class Learner:
                  eval_batch_size: int = 1000, progress: bool | None = None,
                  objective: Objective | str | None = None, task_free: bool = False,
                  blur: float = 0.0, eval_every: int | str | None = None,
-                 eval_samples: int = 100) -> None:
+                 eval_samples: int = 100, compile: bool = False) -> None:
         if optimizer not in OPTIMIZERS:
-            raise ConfigurationError(f"unknown optimizer '{optimizer}'; choose adam or sgd.")
+            raise ConfigurationError(f"unknown optimizer '{optimizer}'; choose adam, adam-fused or "
+                                     "sgd.")
         if iterations is None and (not isinstance(epochs, int) or epochs < 1):
             raise ConfigurationError(f"epochs must be a positive whole number, got {epochs!r}.")
         if iterations is not None and (not isinstance(iterations, int) or iterations < 1):
@@ -185,6 +191,8 @@ class Learner:
         self.batches_per_epoch = 1  # of the data being trained now (per-epoch schedules read it)
         self.divergence = DivergenceGuard()
         self._logits_hook = None  # set when the model's output holds its logits (``.logits``)
+        self._separate_passes = False  # ``_forward_batch``: set at each run of steps
+        self.compiled = CompiledStep(self) if compile else None
         # Which samples of the current batch (as the loop drew it) this task trains on for the
         # first time: replay offers each sample to its buffer once (``run_steps``).
         self.first_visit: torch.Tensor | None = None
@@ -437,6 +445,7 @@ class Learner:
         the divergence guard and the continual evaluation; ``before_batch(i)`` before the
         i-th."""
         bar = _progress_bar(steps, desc, self.progress)
+        self._separate_passes = depends_on_batch(self.model)
         self.divergence.start(f"task {self.current_task.task_id}" if self.current_task else desc)
         self.model.train()
         monitor = self.monitor
@@ -448,29 +457,36 @@ class Learner:
             self.step_in_task = step
             self.first_visit = ~self._visited[index]
             self._visited[index] = True
-            loss = self.train_step(Batch(x[index], y[index], task_ids[index]))
+            self.train_step(Batch(x[index], y[index], task_ids[index]))
             self.global_step += 1
             if monitor is not None:
                 monitor.after_step(self, self.global_step)
-            if bar is not None and (step % 10 == 0 or step == steps - 1):
+            if bar is not None and self.divergence.due(step):  # the loss read at the check
                 bar.update(step + 1 - bar.n)
-                bar.set_postfix_str(f"loss {loss:.4f}", refresh=step == steps - 1)
+                bar.set_postfix_str(f"loss {self.divergence.last_loss:.4f}", refresh=False)
         if monitor is not None:
             monitor.training(False)
         self.first_visit = None
-        if bar is not None:
-            bar.close()
-        self.divergence.check_parameters(steps, self.trainable_parameters(), gradients=False)
+        try:
+            self.divergence.check_parameters(steps, self.trainable_parameters(), gradients=False)
+        finally:
+            if bar is not None:
+                bar.update(steps - bar.n)
+                if self.divergence.last_loss is not None:
+                    bar.set_postfix_str(f"loss {self.divergence.last_loss:.4f}")
+                bar.close()
 
-    def train_step(self, batch: Batch) -> float:
-        """One optimiser step on ``batch`` with every hook; returns the loss."""
+    def train_step(self, batch: Batch) -> torch.Tensor:
+        """One optimiser step on ``batch`` with every hook; returns the loss (a detached
+        0-dim tensor: reading it is a host sync, which the loop makes only every
+        ``divergence.CHECK_EVERY`` steps)."""
         strategy = self.strategy
         if strategy.uses("extend_batch"):
             batch = strategy.extend_batch(batch)
         if not self.model.training:  # a hook may have evaluated the model (cheap check)
             self.model.train()
         try:
-            logits = self.forward(batch.x, batch.task_ids)
+            logits, data_loss = self._logits_and_loss(batch)
         except ValueError as error:
             if "more than 1 value per channel" not in str(error):
                 raise
@@ -478,16 +494,14 @@ class Learner:
                 f"the model has BatchNorm, which cannot train on a batch of {len(batch)} sample "
                 f"(task {self.current_task.task_id if self.current_task else '?'}); use a batch "
                 "size of at least 2 and tasks of at least 2 training samples.") from None
-        loss = data_loss = self.loss(logits, batch.y, batch.task_ids)
+        loss = data_loss
         if strategy.uses("penalty"):
             term = strategy.penalty(batch, logits)
             if term is not None:
                 loss = loss + term
-        # One sync for both values: the guard watches the cross-entropy apart from penalties.
-        value, data_value = [loss.item()] * 2 if loss is data_loss else torch.stack(
-            [loss.detach().reshape(()).to(data_loss.dtype), data_loss.detach()]).tolist()
+        # The guard watches the cross-entropy apart from penalties; read at its next check.
         step, guard = self.step_in_task, self.divergence
-        guard.check_loss(step, value, data_value)
+        guard.record_loss(step, loss, data_loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if strategy.uses("before_step"):
@@ -497,7 +511,37 @@ class Learner:
         self.optimizer.step()
         if strategy.uses("after_step"):
             strategy.after_step()
-        return value
+        return loss.detach()
+
+    def _logits_and_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's logits and its loss: compiled when asked and possible, else eager."""
+        if self.compiled is not None and not batch.extra_forwards and not self.strategy.uses(
+                "forward"):
+            result = self.compiled(batch.x, batch.y, batch.task_ids)
+            if result is not None:
+                return result
+        logits = self._forward_batch(batch)
+        return logits, self.loss(logits, batch.y, batch.task_ids)
+
+    def _forward_batch(self, batch: Batch) -> torch.Tensor:
+        """The batch's logits, and those of its ``extra_forwards`` (set on each): one pass over
+        them all, or one pass each where a pass depends on what else is in its batch
+        (BatchNorm's batch statistics, dropout's draws) or their shapes differ."""
+        extras = batch.extra_forwards
+        if not extras:
+            return self.forward(batch.x, batch.task_ids)
+        parts = [batch, *extras]
+        if self._separate_passes or any(p.x.shape[1:] != batch.x.shape[1:] for p in extras):
+            logits = self.forward(batch.x, batch.task_ids)
+            for extra in extras:
+                extra.logits = self.forward(extra.x, extra.task_ids)
+            return logits
+        joined = self.forward(torch.cat([p.x for p in parts]),
+                              torch.cat([p.task_ids for p in parts]))
+        logits, *split = joined.split([len(p) for p in parts])
+        for extra, part_logits in zip(extras, split, strict=True):
+            extra.logits = part_logits
+        return logits
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """The objective's loss of a batch (classification: cross-entropy over the output units
@@ -518,8 +562,9 @@ class Learner:
 
     def rebuild_optimizer(self) -> None:
         params = self.trainable_parameters()
-        if self.optimizer_name == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer_name.startswith("adam"):
+            self.optimizer = adam(params, self.lr, self.weight_decay, self.device,
+                                  fused=self.optimizer_name == "adam-fused")
         else:
             self.optimizer = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
                                              weight_decay=self.weight_decay)
@@ -671,10 +716,36 @@ def _logits_only(module: nn.Module, args, output) -> torch.Tensor:
     return model_logits(output)
 
 
+def depends_on_batch(model: nn.Module) -> bool:
+    """Whether a training-mode pass over one batch differs from passes over its parts:
+    BatchNorm normalises with the batch's statistics, dropout draws per pass."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+               or (isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)
+               for m in model.modules())
+
+
 def batches_per_epoch(num_samples: int, batch_size: int) -> int:
     """Batches in one pass over ``num_samples``: a one-sample tail joins the batch before it."""
     merged_tail = num_samples > 1 and num_samples % batch_size == 1
     return math.ceil(num_samples / batch_size) - merged_tail
+
+
+#: Devices whose parameters take PyTorch's fused Adam (one kernel per parameter instead of a
+#: dozen element-wise ops; benchmarks/loop_speed.md measures the gain). It rounds some updates
+#: differently in the last bits (its own order of operations), and training amplifies that:
+#: the online ER run of ``tests/test_streams.py`` loses its measured
+#: stability-gap dip under it. So it is opt-in (``optimizer="adam-fused"``), never the default:
+#: the default reproduces every recorded result bit for bit.
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def adam(params: list[nn.Parameter], lr: float, weight_decay: float, device: torch.device,
+         fused: bool = False) -> torch.optim.Adam:
+    """The Learner's Adam: PyTorch's default, or (``fused``) the fused kernel where the device
+    has it (elsewhere the default)."""
+    fused = fused and bool(params) and device.type in FUSED_ADAM_DEVICES and all(
+        p.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16) for p in params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 def _resolve_device(device) -> torch.device:

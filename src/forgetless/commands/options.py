@@ -32,8 +32,10 @@ def experiment_options(function):
         click.option("--iterations", type=int, help="Steps per task (instead of epochs)."),
         click.option("--batch-size", type=int, help="Mini-batch size (default 128)."),
         click.option("--lr", type=float, help="Learning rate (default 0.001)."),
-        click.option("--optimizer", type=click.Choice(["adam", "sgd"], case_sensitive=False),
-                     help="Default adam."),
+        click.option("--optimizer", type=click.Choice(["adam", "adam-fused", "sgd"],
+                                                      case_sensitive=False),
+                     help="Default adam; adam-fused is PyTorch's fused Adam (faster, rounds "
+                          "differently)."),
         click.option("--momentum", type=float, help="SGD momentum (default 0)."),
         click.option("--keep-optimizer", is_flag=True, default=None,
                      help="Keep the optimiser's state across tasks (default: reset)."),
@@ -50,6 +52,9 @@ def experiment_options(function):
         click.option("--eval-samples", type=int, help="Test samples per task that continual "
                                                       "evaluation scores (default 100)."),
         click.option("--device", help="cpu (default) or cuda."),
+        click.option("--compile", "compile", is_flag=True, default=None,
+                     help="Run the step's forward and loss through torch.compile (off by "
+                          "default; pays on few models: benchmarks/loop_speed.md)."),
         click.option("--config", "config_file", type=click.Path(),
                      help="TOML file of run settings (overridden by the command line)."),
     ]

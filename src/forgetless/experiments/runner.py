@@ -99,7 +99,8 @@ def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
                       momentum=config.momentum, reset_optimizer=config.reset_optimizer,
                       seed=config.seed, device=config.device, progress=progress,
                       task_free=config.stream == "task-free", blur=config.blur,
-                      eval_every=eval_every, eval_samples=config.eval_samples)
+                      eval_every=eval_every, eval_samples=config.eval_samples,
+                      compile=config.compile)
     learner.bind(stream)
     return Experiment(config, resolved, identifier, stream, learner)
 
