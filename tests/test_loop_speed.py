@@ -1,14 +1,12 @@
 """The loop's speed mechanisms (benchmarks/loop_speed.md), each checked for what it must keep:
-few host syncs, the fused Adam's float-tolerance agreement with the default, DER++'s single
-forward pass, and the compiled step's agreement with the eager one."""
+few host syncs, the fused Adam's float-tolerance agreement with the default, and the compiled
+step's agreement with the eager one."""
 
 import pytest
 import torch
 
-from forgetless.data.stream import Stream
 from forgetless.divergence import CHECK_EVERY
 from forgetless.learner import Learner
-from forgetless.strategies import build_strategy
 
 SYNCS = ("item", "tolist", "__bool__", "__float__", "__int__")
 
@@ -47,45 +45,6 @@ def test_naive_steps_read_the_device_once_per_divergence_check(digits_streams, m
     # one read at steps 0, 10, 20, 30 and one after the last step; a read of the loss per
     # step (the loop before issue 16) makes 45
     assert counted_loop.syncs == 40 // CHECK_EVERY + 1
-
-
-def _derpp_on_second_task(stream, model, monkeypatch, separate: bool):
-    """A DER++ learner trained on task 1 and then 6 steps of task 2 (a full buffer); returns
-    the model's forward calls during task 2 and the final weights."""
-    import forgetless.learner as learner_module
-
-    if separate:
-        monkeypatch.setattr(learner_module, "depends_on_batch", lambda model: True)
-    learner = Learner(model, build_strategy("derpp", {}), iterations=6, batch_size=16,
-                      progress=False)
-    learner.fit(Stream(stream.tasks[:1], stream.scenario, stream.num_outputs))
-    calls = []
-    model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
-    learner.learn(stream[1])
-    monkeypatch.undo()
-    return calls, [p.detach().clone() for p in model.parameters()]
-
-
-def test_derpp_runs_one_forward_pass_per_step_that_equals_three(digits_streams, make_model,
-                                                                  monkeypatch):
-    stream = digits_streams["class"]
-    calls, joined = _derpp_on_second_task(stream, make_model(stream), monkeypatch, False)
-    # one pass of 16 current + 16 + 16 replayed samples per step, then the evaluation's
-    assert calls[:6] == [48] * 6 and all(n != 16 for n in calls)
-    calls, separate = _derpp_on_second_task(stream, make_model(stream), monkeypatch, True)
-    assert calls[:18] == [16] * 18
-    for a, b in zip(joined, separate, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_models_with_batchnorm_keep_a_pass_per_part(digits_streams, monkeypatch):
-    stream = digits_streams["class"]
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32),
-                                torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
-                                torch.nn.Linear(32, stream.num_outputs))
-    calls, _ = _derpp_on_second_task(stream, model, monkeypatch, False)
-    assert calls[:18] == [16] * 18
 
 
 def _steps(stream, model, **options):

@@ -191,7 +191,6 @@ class Learner:
         self.batches_per_epoch = 1  # of the data being trained now (per-epoch schedules read it)
         self.divergence = DivergenceGuard()
         self._logits_hook = None  # set when the model's output holds its logits (``.logits``)
-        self._separate_passes = False  # ``_forward_batch``: set at each run of steps
         self.compiled = CompiledStep(self) if compile else None
         # Which samples of the current batch (as the loop drew it) this task trains on for the
         # first time: replay offers each sample to its buffer once (``run_steps``).
@@ -445,7 +444,6 @@ class Learner:
         the divergence guard and the continual evaluation; ``before_batch(i)`` before the
         i-th."""
         bar = _progress_bar(steps, desc, self.progress)
-        self._separate_passes = depends_on_batch(self.model)
         self.divergence.start(f"task {self.current_task.task_id}" if self.current_task else desc)
         self.model.train()
         monitor = self.monitor
@@ -515,33 +513,13 @@ class Learner:
 
     def _logits_and_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's logits and its loss: compiled when asked and possible, else eager."""
-        if self.compiled is not None and not batch.extra_forwards and not self.strategy.uses(
+        if self.compiled is not None and not self.strategy.uses(
                 "forward"):
             result = self.compiled(batch.x, batch.y, batch.task_ids)
             if result is not None:
                 return result
-        logits = self._forward_batch(batch)
+        logits = self.forward(batch.x, batch.task_ids)
         return logits, self.loss(logits, batch.y, batch.task_ids)
-
-    def _forward_batch(self, batch: Batch) -> torch.Tensor:
-        """The batch's logits, and those of its ``extra_forwards`` (set on each): one pass over
-        them all, or one pass each where a pass depends on what else is in its batch
-        (BatchNorm's batch statistics, dropout's draws) or their shapes differ."""
-        extras = batch.extra_forwards
-        if not extras:
-            return self.forward(batch.x, batch.task_ids)
-        parts = [batch, *extras]
-        if self._separate_passes or any(p.x.shape[1:] != batch.x.shape[1:] for p in extras):
-            logits = self.forward(batch.x, batch.task_ids)
-            for extra in extras:
-                extra.logits = self.forward(extra.x, extra.task_ids)
-            return logits
-        joined = self.forward(torch.cat([p.x for p in parts]),
-                              torch.cat([p.task_ids for p in parts]))
-        logits, *split = joined.split([len(p) for p in parts])
-        for extra, part_logits in zip(extras, split, strict=True):
-            extra.logits = part_logits
-        return logits
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """The objective's loss of a batch (classification: cross-entropy over the output units
@@ -714,14 +692,6 @@ def model_logits(output) -> torch.Tensor:
 def _logits_only(module: nn.Module, args, output) -> torch.Tensor:
     """Forward hook: a Hugging Face-style output replaced by its logits."""
     return model_logits(output)
-
-
-def depends_on_batch(model: nn.Module) -> bool:
-    """Whether a training-mode pass over one batch differs from passes over its parts:
-    BatchNorm normalises with the batch's statistics, dropout draws per pass."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-               or (isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)
-               for m in model.modules())
 
 
 def batches_per_epoch(num_samples: int, batch_size: int) -> int:

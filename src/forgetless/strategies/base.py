@@ -46,12 +46,6 @@ class Batch:
     y: torch.Tensor
     task_ids: torch.Tensor
     extras: dict = field(default_factory=dict)
-    #: Batches the step's forward pass runs too, apart from the loss (DER++'s replay draws):
-    #: the Learner runs them in the same pass as this batch where the model allows it and sets
-    #: each one's ``logits``.
-    extra_forwards: list[Batch] = field(default_factory=list)
-    #: This batch's logits, set by the Learner when it is one of ``extra_forwards``.
-    logits: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -59,8 +53,7 @@ class Batch:
     def concat(self, other: Batch) -> Batch:
         """This batch followed by ``other`` (extras are not merged: they describe one part)."""
         return Batch(torch.cat([self.x, other.x]), torch.cat([self.y, other.y]),
-                     torch.cat([self.task_ids, other.task_ids]), dict(self.extras),
-                     self.extra_forwards + other.extra_forwards)
+                     torch.cat([self.task_ids, other.task_ids]), dict(self.extras))
 
 
 @dataclass

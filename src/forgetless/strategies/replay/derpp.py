@@ -11,16 +11,9 @@ The logits matched are the whole output layer, unmasked, as stored. The current 
 samples present when this strategy's ``extend_batch`` runs) is offered to the buffer with its
 logits from this step's forward pass, each sample once: on its first visit in its task, so the
 logits kept are those of the first visit, as in the paper.
-
-Both buffer batches are drawn in ``extend_batch`` and handed to the Learner as
-``Batch.extra_forwards``, so one forward pass covers the current batch and both draws instead of
-three (the Learner keeps three passes for models with BatchNorm or dropout, whose output depends
-on the rest of the batch).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
@@ -54,34 +47,24 @@ class DERPlusPlus(MemoryStrategy):
         self.replay_batch_size = replay_batch_size
         self.buffer = ReplayBuffer(buffer_size, policy)
         self._fresh = 0
-        self._draws: tuple[Batch, ...] = ()  # this step's buffer batches: logits, then labels
 
     def extend_batch(self, batch):
         self._fresh = len(batch)  # the samples that arrived from the stream this step
-        self._draws = ()
-        if not len(self.buffer):
-            return batch
-        n = self.replay_batch_size or self.learner.batch_size
-        self._draws = tuple(self.buffer.sample(n, self.learner.generator)
-                            for _ in range(2 if self.beta > 0 else 1))
-        return dataclasses.replace(batch, extra_forwards=[*batch.extra_forwards, *self._draws])
-
-    def _logits(self, draw: Batch):
-        """A draw's logits from the step's forward pass (its own pass if it was not in it)."""
-        return draw.logits if draw.logits is not None else self.learner.forward(draw.x,
-                                                                                 draw.task_ids)
+        return batch
 
     def penalty(self, batch, logits):
-        learner, draws, self._draws = self.learner, self._draws, ()
+        learner, generator = self.learner, self.learner.generator
         term = None
-        if draws:
-            matched = draws[0]
-            term = self.alpha * learner.objective.logit_matching(self._logits(matched),
-                                                                 matched.extras["logits"])
+        if len(self.buffer):
+            n = self.replay_batch_size or learner.batch_size
+            memory = self.buffer.sample(n, generator)
+            replay_logits = learner.forward(memory.x, memory.task_ids)
+            term = self.alpha * learner.objective.logit_matching(replay_logits,
+                                                                 memory.extras["logits"])
             if self.beta > 0:
-                labelled = draws[1]
-                term = term + self.beta * learner.loss(self._logits(labelled), labelled.y,
-                                                       labelled.task_ids)
+                memory = self.buffer.sample(n, generator)
+                replay_logits = learner.forward(memory.x, memory.task_ids)
+                term = term + self.beta * learner.loss(replay_logits, memory.y, memory.task_ids)
         fresh = self._fresh
         offer_first_visits(self.buffer, learner, Batch(batch.x[:fresh], batch.y[:fresh],
                                                        batch.task_ids[:fresh]),
