@@ -41,7 +41,7 @@ def margins(name: str, scenario: str, source: str, epochs: int, batch_size: int)
     def train_step(batch):
         value = step_of(batch)
         params = learner.trainable_parameters()
-        now = {"loss": value, "cross-entropy": first["current cross-entropy"],
+        now = {"loss": float(value), "cross-entropy": first["current cross-entropy"],
                "norm": total_norm([p.detach() for p in params], params[0].device).item()}
         if learner.step_in_task == 0:
             first.update(now)
