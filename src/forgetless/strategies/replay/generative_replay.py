@@ -82,7 +82,8 @@ class GenerativeReplay(Strategy):
                  distill: str = "soft", temperature: float = 2.0,
                  replay_batch_size: int | None = None, replay_weight: float | None = None,
                  latent: int = 100, generator_hidden: tuple[int, ...] | list[int] = (400, 400),
-                 generator_lr: float | None = None):
+                 generator_lr: float | None = None, replay_every: int = 1,
+                 generator_batch_size: int | None = None):
         """generator: ``vae`` (default) or ``gan``.
         generator_budget: generator steps per task, as a multiple of the classifier's steps.
         distill: ``soft`` (previous model's soft targets) or ``hard`` (its predicted labels).
@@ -91,7 +92,10 @@ class GenerativeReplay(Strategy):
         replay_weight: weight of the replay loss; None uses the number of earlier tasks.
         latent: size of the generator's latent code.
         generator_hidden: hidden layer widths of the generator's networks.
-        generator_lr: the generator's Adam learning rate; None: 1e-3 (VAE), 2e-4 (GAN)."""
+        generator_lr: the generator's Adam learning rate; None: 1e-3 (VAE), 2e-4 (GAN).
+        replay_every: generate (and label) a replay batch once per this many classifier steps
+            and rehearse it on each of them; 1 draws a new batch every step.
+        generator_batch_size: samples per generator step; None: twice the learner's batch."""
         if generator not in GENERATORS:
             raise ConfigurationError(f"unknown generator '{generator}'; choose "
                                      f"{' or '.join(GENERATORS)} (e.g. --set generator=gan).")
@@ -102,6 +106,11 @@ class GenerativeReplay(Strategy):
             if not value > 0:
                 raise ConfigurationError(f"{name} must be positive, got {value!r}.")
         check_batch_size(replay_batch_size, "replay_batch_size")
+        check_batch_size(generator_batch_size, "generator_batch_size")
+        if int(replay_every) != replay_every or replay_every < 1:
+            raise ConfigurationError(f"replay_every must be a whole number of steps >= 1, got "
+                                     f"{replay_every!r} (e.g. --set replay_every=4).")
+        self.replay_every, self.generator_batch_size = int(replay_every), generator_batch_size
         self.kind, self.generator_budget = generator, float(generator_budget)
         self.distill, self.temperature = distill, float(temperature)
         self.replay_batch_size, self.replay_weight = replay_batch_size, replay_weight
@@ -117,6 +126,7 @@ class GenerativeReplay(Strategy):
         self.labeller = None
         self.seen_before: torch.Tensor | None = None
         self._replay: GenerativeMemory | None = None
+        self._replay_batch: Batch | None = None  # the batch rehearsed until it is redrawn
         self.steps_in_task = 0
         self.generator_seconds: list[float] = []
 
@@ -152,7 +162,7 @@ class GenerativeReplay(Strategy):
             self.generator.grow_condition(task.task_id + 1 - tasks)
             self.sizes = (units, task.task_id + 1)
         self.steps_in_task = 0
-        self._replay = None  # what the classifier rehearses during this task
+        self._replay = self._replay_batch = None  # what the classifier rehearses this task
         if self.learner.tasks_learned:
             self.labeller = frozen_copy(self.learner.model)
             self.seen_before = self.learner.output_mask.seen_units.clone()
@@ -163,8 +173,10 @@ class GenerativeReplay(Strategy):
         if self._replay is None:
             return None
         done = len(learner.tasks_learned)
-        replay = self._replay.sample(self.replay_batch_size or learner.batch_size,
-                                     learner.generator)
+        if self._replay_batch is None or self.steps_in_task % self.replay_every == 0:
+            self._replay_batch = self._replay.sample(
+                self.replay_batch_size or learner.batch_size, learner.generator)
+        replay = self._replay_batch
         student = learner.forward(replay.x, replay.task_ids)
         if self.distill == "soft":
             loss = soft_target_loss(student, replay.extras["teacher_logits"],
@@ -188,7 +200,7 @@ class GenerativeReplay(Strategy):
         if earlier:
             old.generator = frozen_copy(self.generator)
         x, y = task.train_x.to(learner.device), task.train_y.to(learner.device)
-        size = 2 * learner.batch_size
+        size = self.generator_batch_size or 2 * learner.batch_size
         n_old = round(size * earlier / (earlier + 1))
         self.generator.train()
         for _ in range(math.ceil(self.generator_budget * max(1, self.steps_in_task))):
