@@ -16,7 +16,11 @@ classifier as it was after task t-1:
 The replay loss is weighted by the number of earlier tasks (van de Ven & Tolias's 1/t : 1-1/t
 weighting, scaled so the current task keeps weight 1). The generator usually needs more
 steps than the classifier: ``generator_budget`` is its steps per task as a multiple of the
-classifier's steps on that task; ``generator_seconds`` records the time it costs.
+classifier's steps on that task; ``generator_seconds`` records the time it costs. Training the
+generator is most of the method's time, so the default VAE is small (see ``generators.py``);
+``replay_every=k`` also draws and labels a replay batch once per k steps (the labeller's
+forward and the decoder's), at some cost in accuracy (benchmarks/replay.md, "Generative replay
+at the cost of replay", has each variant's time and ACC).
 
 The memory cost is the generator's parameters plus the previous classifier (the labeller);
 ``footprint()`` reports those bytes and ``stores_raw_data=False``.
@@ -78,21 +82,23 @@ class GenerativeReplay(Strategy):
     family = "replay"
     stores_raw_data = False
 
-    def __init__(self, generator: str = "vae", generator_budget: float = 5.0,
+    def __init__(self, generator: str = "vae", generator_budget: float | None = None,
                  distill: str = "soft", temperature: float = 2.0,
                  replay_batch_size: int | None = None, replay_weight: float | None = None,
-                 latent: int = 100, generator_hidden: tuple[int, ...] | list[int] = (400, 400),
+                 latent: int = 100, generator_hidden: tuple[int, ...] | list[int] | None = None,
                  generator_lr: float | None = None, replay_every: int = 1,
                  generator_batch_size: int | None = None):
         """generator: ``vae`` (default) or ``gan``.
-        generator_budget: generator steps per task, as a multiple of the classifier's steps.
+        generator_budget: generator steps per task, as a multiple of the classifier's steps;
+            None: the generator's ``default_budget`` (VAE 2, GAN 5).
         distill: ``soft`` (previous model's soft targets) or ``hard`` (its predicted labels).
         temperature: distillation temperature (van de Ven & Tolias use 2).
         replay_batch_size: generated samples per step; None uses the learner's batch size.
         replay_weight: weight of the replay loss; None uses the number of earlier tasks.
         latent: size of the generator's latent code.
-        generator_hidden: hidden layer widths of the generator's networks.
-        generator_lr: the generator's Adam learning rate; None: 1e-3 (VAE), 2e-4 (GAN).
+        generator_hidden: hidden layer widths of the generator's networks; None: VAE (200,),
+            GAN (400, 400).
+        generator_lr: the generator's Adam learning rate; None: 3e-3 (VAE), 2e-4 (GAN).
         replay_every: generate (and label) a replay batch once per this many classifier steps
             and rehearse it on each of them; 1 draws a new batch every step.
         generator_batch_size: samples per generator step; None: twice the learner's batch."""
@@ -101,6 +107,8 @@ class GenerativeReplay(Strategy):
                                      f"{' or '.join(GENERATORS)} (e.g. --set generator=gan).")
         if distill not in ("soft", "hard"):
             raise ConfigurationError(f"distill must be 'soft' or 'hard', got {distill!r}.")
+        if generator_budget is None:
+            generator_budget = GENERATORS[generator].default_budget
         for name, value in (("generator_budget", generator_budget),
                             ("temperature", temperature), ("latent", latent)):
             if not value > 0:
@@ -114,11 +122,13 @@ class GenerativeReplay(Strategy):
         self.kind, self.generator_budget = generator, float(generator_budget)
         self.distill, self.temperature = distill, float(temperature)
         self.replay_batch_size, self.replay_weight = replay_batch_size, replay_weight
-        if not generator_hidden or any(int(h) < 1 for h in generator_hidden):
-            raise ConfigurationError(
-                f"generator_hidden must list positive layer widths, got {generator_hidden!r} "
-                "(e.g. --set generator_hidden=[400,400]).")
-        self.options = {"latent": int(latent), "hidden": tuple(int(h) for h in generator_hidden)}
+        self.options = {"latent": int(latent)}
+        if generator_hidden is not None:
+            if not generator_hidden or any(int(h) < 1 for h in generator_hidden):
+                raise ConfigurationError(
+                    f"generator_hidden must list positive layer widths, got "
+                    f"{generator_hidden!r} (e.g. --set generator_hidden=[400,400]).")
+            self.options["hidden"] = tuple(int(h) for h in generator_hidden)
         if generator_lr is not None:
             self.options["lr"] = float(generator_lr)
         self.generator = None
