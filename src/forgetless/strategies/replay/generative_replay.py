@@ -85,7 +85,8 @@ class GenerativeReplay(Strategy):
     def __init__(self, generator: str = "vae", generator_budget: float | None = None,
                  distill: str = "soft", temperature: float = 2.0,
                  replay_batch_size: int | None = None, replay_weight: float | None = None,
-                 latent: int = 100, generator_hidden: tuple[int, ...] | list[int] | None = None,
+                 latent: int | None = None,
+                 generator_hidden: tuple[int, ...] | list[int] | None = None,
                  generator_lr: float | None = None, replay_every: int = 1,
                  generator_batch_size: int | None = None):
         """generator: ``vae`` (default) or ``gan``.
@@ -95,7 +96,7 @@ class GenerativeReplay(Strategy):
         temperature: distillation temperature (van de Ven & Tolias use 2).
         replay_batch_size: generated samples per step; None uses the learner's batch size.
         replay_weight: weight of the replay loss; None uses the number of earlier tasks.
-        latent: size of the generator's latent code.
+        latent: size of the generator's latent code; None: VAE 32, GAN 100.
         generator_hidden: hidden layer widths of the generator's networks; None: VAE (200,),
             GAN (400, 400).
         generator_lr: the generator's Adam learning rate; None: 3e-3 (VAE), 2e-4 (GAN).
@@ -111,7 +112,7 @@ class GenerativeReplay(Strategy):
             generator_budget = GENERATORS[generator].default_budget
         for name, value in (("generator_budget", generator_budget),
                             ("temperature", temperature), ("latent", latent)):
-            if not value > 0:
+            if value is not None and not value > 0:
                 raise ConfigurationError(f"{name} must be positive, got {value!r}.")
         check_batch_size(replay_batch_size, "replay_batch_size")
         check_batch_size(generator_batch_size, "generator_batch_size")
@@ -122,7 +123,7 @@ class GenerativeReplay(Strategy):
         self.kind, self.generator_budget = generator, float(generator_budget)
         self.distill, self.temperature = distill, float(temperature)
         self.replay_batch_size, self.replay_weight = replay_batch_size, replay_weight
-        self.options = {"latent": int(latent)}
+        self.options = {} if latent is None else {"latent": int(latent)}
         if generator_hidden is not None:
             if not generator_hidden or any(int(h) < 1 for h in generator_hidden):
                 raise ConfigurationError(

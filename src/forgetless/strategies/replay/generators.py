@@ -8,11 +8,12 @@ so a seeded run is repeatable. ``grow_condition`` makes room for tasks that arri
 generator was built (a model continued later) without changing what it generates.
 
 - ``ConditionalVAE`` (Kingma & Welling 2014; Sohn et al. 2015): MLP encoder and decoder with
-  one hidden layer of 200 units and a 100-dimensional latent code, Adam 3e-3; Bernoulli
+  one hidden layer of 200 units and a 32-dimensional latent code, Adam 3e-3; Bernoulli
   (binary cross-entropy) reconstruction of inputs in [0, 1]. Its matrix products are most of
-  its time, and at a fifth of the FLOPs of van de Ven & Tolias's (the classifier's 400-400
-  layers, ``hidden=(400, 400), lr=1e-3``) trained for 2 steps per classifier step it replays
-  as well as theirs did at 5 (benchmarks/replay.md, "Generative replay at the cost of replay").
+  its time: with a third of the FLOPs of van de Ven & Tolias's (the classifier's 400-400
+  layers and a 100-dimensional code, ``hidden=(400, 400), latent=100, lr=1e-3``) and 2 steps
+  per classifier step instead of 5, it replays about as well (benchmarks/replay.md,
+  "Generative replay at the cost of replay").
 - ``ConditionalGAN`` (Goodfellow et al. 2014; Mirza & Osindero 2014): MLP generator and
   discriminator with the condition concatenated to their inputs, trained with the
   non-saturating loss; by default with a gradient penalty on real samples (Mescheder, Geiger &
@@ -70,7 +71,7 @@ class ConditionalVAE(Conditioned):
 
     default_budget = 2.0  # generator steps per classifier step, unless told otherwise
 
-    def __init__(self, input_shape, condition_size: int, hidden=(200,), latent: int = 100,
+    def __init__(self, input_shape, condition_size: int, hidden=(200,), latent: int = 32,
                  lr: float = 3e-3) -> None:
         super().__init__()
         self.input_shape, self.latent, self.lr = tuple(input_shape), latent, lr
