@@ -14,6 +14,10 @@ generator after each task (``GenerativeReplay.generator_seconds``).
 
 A variant is ``label=key=value,key=value`` (strategy hyper-parameters, values parsed as
 Python literals where they are ones) or ``default`` (the shipped defaults).
+
+``--step-costs`` instead times one step of each VAE size (batch 256, as the generator trains)
+against one naive classifier step (batch 128), alternating, medians of 30, and prints where a
+400-400 VAE step's time goes (torch.profiler).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ast
 import statistics
+import time
 
 import torch
 
@@ -55,14 +60,56 @@ def train(protocol: str, strategy: str, params: dict, seed: int) -> dict:
             "generator_seconds": sum(getattr(learner.strategy.parts[0], "generator_seconds", []))}
 
 
+def step_costs() -> None:
+    from forgetless.models import build_model
+    from forgetless.strategies.replay.generators import build_generator
+
+    rng = torch.Generator().manual_seed(0)
+    x, condition = torch.rand(256, 1, 28, 28), torch.eye(15)[torch.arange(256) % 15]
+    model = build_model("mlp", (1, 28, 28), 10, hidden=(400, 400))
+    optimizer = torch.optim.Adam(model.parameters())
+
+    def naive_step():
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[:128]), torch.zeros(128).long()).backward()
+        optimizer.step()
+
+    def median_ms(step, repeats=30):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        return 1e3 * statistics.median(times)
+
+    print("| VAE hidden | latent | step ms | naive step ms | ratio |\n|---|--:|--:|--:|--:|")
+    for hidden, latent in (((400, 400), 100), ((200,), 100), ((200,), 32), ((100,), 32)):
+        vae = build_generator("vae", (1, 28, 28), 15, hidden=hidden, latent=latent)
+        vae.reset_optimizer()
+        pairs = [(median_ms(lambda v=vae: v.train_step(x, condition, rng), 3),
+                  median_ms(naive_step, 3)) for _ in range(10)]
+        ms, base = (statistics.median(p[i] for p in pairs) for i in (0, 1))
+        print(f"| {list(hidden)} | {latent} | {ms:.1f} | {base:.1f} | "
+              f"{statistics.median(a / b for a, b in pairs):.2f} |")
+    vae = build_generator("vae", (1, 28, 28), 15, hidden=(400, 400), latent=100)
+    vae.reset_optimizer()
+    with torch.profiler.profile() as profile:
+        for _ in range(20):
+            vae.train_step(x, condition, rng)
+    print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=6))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="*", default=["default"])
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="split-class")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--step-costs", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.step_costs:
+        return step_costs()
     variants = [parse_variant(v) for v in args.variants]
     runs: dict[str, list[tuple[dict, dict]]] = {label: [] for label, _ in variants}
     for repeat in range(args.repeats):
