@@ -97,7 +97,7 @@ class GenerativeReplay(Strategy):
         replay_batch_size: generated samples per step; None uses the learner's batch size.
         replay_weight: weight of the replay loss; None uses the number of earlier tasks.
         latent: size of the generator's latent code; None: VAE 32, GAN 100.
-        generator_hidden: hidden layer widths of the generator's networks; None: VAE (200,),
+        generator_hidden: hidden layer widths of the generator's networks; None: VAE (100,),
             GAN (400, 400).
         generator_lr: the generator's Adam learning rate; None: 3e-3 (VAE), 2e-4 (GAN).
         replay_every: generate (and label) a replay batch once per this many classifier steps

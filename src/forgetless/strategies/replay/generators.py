@@ -8,12 +8,12 @@ so a seeded run is repeatable. ``grow_condition`` makes room for tasks that arri
 generator was built (a model continued later) without changing what it generates.
 
 - ``ConditionalVAE`` (Kingma & Welling 2014; Sohn et al. 2015): MLP encoder and decoder with
-  one hidden layer of 200 units and a 32-dimensional latent code, Adam 3e-3; Bernoulli
+  one hidden layer of 100 units and a 32-dimensional latent code, Adam 3e-3; Bernoulli
   (binary cross-entropy) reconstruction of inputs in [0, 1]. Its matrix products are most of
-  its time: with a third of the FLOPs of van de Ven & Tolias's (the classifier's 400-400
+  its time: with a sixth of the FLOPs per sample of van de Ven & Tolias's (the classifier's 400-400
   layers and a 100-dimensional code, ``hidden=(400, 400), latent=100, lr=1e-3``) and 2 steps
-  per classifier step instead of 5, it replays about as well (benchmarks/replay.md,
-  "Generative replay at the cost of replay").
+  per classifier step instead of 5, it replays about as well on MNIST (benchmarks/replay.md,
+  "Generative replay at the cost of replay"); a richer input may need the larger one.
 - ``ConditionalGAN`` (Goodfellow et al. 2014; Mirza & Osindero 2014): MLP generator and
   discriminator with the condition concatenated to their inputs, trained with the
   non-saturating loss; by default with a gradient penalty on real samples (Mescheder, Geiger &
@@ -71,7 +71,7 @@ class ConditionalVAE(Conditioned):
 
     default_budget = 2.0  # generator steps per classifier step, unless told otherwise
 
-    def __init__(self, input_shape, condition_size: int, hidden=(200,), latent: int = 32,
+    def __init__(self, input_shape, condition_size: int, hidden=(100,), latent: int = 32,
                  lr: float = 3e-3) -> None:
         super().__init__()
         self.input_shape, self.latent, self.lr = tuple(input_shape), latent, lr
