@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import statistics
 import time
 from unittest import mock
@@ -44,7 +45,7 @@ def parse_variant(spec: str) -> tuple[str, dict]:
         return spec, {}
     label, _, settings = spec.partition("=")
     params = {}
-    for item in filter(None, settings.split(",")):
+    for item in filter(None, re.split(r",(?=\w+=)", settings)):  # commas inside [a,b] stay
         key, _, value = item.partition("=")
         try:
             params[key] = ast.literal_eval(value)
