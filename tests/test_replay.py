@@ -291,6 +291,9 @@ def test_generative_replay_checks_its_settings_and_inputs(digits_streams):
         build_strategy("generative-replay", {"generator": "diffusion"})
     with pytest.raises(ConfigurationError, match="distill"):
         build_strategy("generative-replay", {"distill": "medium"})
+    for every in (0, 2.5):
+        with pytest.raises(ConfigurationError, match="replay_every=4"):
+            build_strategy("generative-replay", {"replay_every": every})
     stream = digits_streams["class"]
     shifted = Stream.from_tasks([(t.train_x * 2 - 1, t.train_y, t.test_x, t.test_y)
                                  for t in stream.tasks[:2]], "class", stream.num_outputs)

@@ -18,9 +18,9 @@ weighting, scaled so the current task keeps weight 1). The generator usually nee
 steps than the classifier: ``generator_budget`` is its steps per task as a multiple of the
 classifier's steps on that task; ``generator_seconds`` records the time it costs. Training the
 generator is most of the method's time, so the default VAE is small (see ``generators.py``);
-``replay_every=k`` also draws and labels a replay batch once per k steps (the labeller's
-forward and the decoder's), at some cost in accuracy (benchmarks/replay.md, "Generative replay
-at the cost of replay", has each variant's time and ACC).
+``replay_every=k`` draws and labels a replay batch once per k steps (saving the labeller's
+forward and the decoder's on the others; benchmarks/replay.md, "Generative replay at the cost
+of replay", has each variant's time and ACC).
 
 The memory cost is the generator's parameters plus the previous classifier (the labeller);
 ``footprint()`` reports those bytes and ``stores_raw_data=False``.
@@ -116,10 +116,10 @@ class GenerativeReplay(Strategy):
                 raise ConfigurationError(f"{name} must be positive, got {value!r}.")
         check_batch_size(replay_batch_size, "replay_batch_size")
         check_batch_size(generator_batch_size, "generator_batch_size")
-        if int(replay_every) != replay_every or replay_every < 1:
+        if not isinstance(replay_every, int) or replay_every < 1:
             raise ConfigurationError(f"replay_every must be a whole number of steps >= 1, got "
                                      f"{replay_every!r} (e.g. --set replay_every=4).")
-        self.replay_every, self.generator_batch_size = int(replay_every), generator_batch_size
+        self.replay_every, self.generator_batch_size = replay_every, generator_batch_size
         self.kind, self.generator_budget = generator, float(generator_budget)
         self.distill, self.temperature = distill, float(temperature)
         self.replay_batch_size, self.replay_weight = replay_batch_size, replay_weight
