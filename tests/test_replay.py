@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from forgetless.strategies import STRATEGIES, Strategy, build_strategy
 from forgetless.strategies.base import Batch, tensor_bytes
 from forgetless.strategies.replay.agem import project
 from forgetless.strategies.replay.buffer import ReplayBuffer
+from forgetless.strategies.replay.generative_replay import GenerativeMemory
 from forgetless.strategies.replay.generators import build_generator
 from strategy_helpers import safe_roundtrip
 
@@ -251,11 +253,47 @@ def test_generative_replay_learns_a_task_beyond_its_first_stream(digits_streams,
     assert old["generative-replay"] > old["naive"] + 0.3, results
 
 
+@pytest.mark.parametrize("every", [1, 3])
+def test_generative_replay_rehearses_each_generated_batch_for_replay_every_steps(
+        digits_streams, monkeypatch, every):
+    """The replay batch is generated and labelled once per ``replay_every`` steps, and the
+    classifier rehearses that same batch on each of those steps."""
+    drawn, rehearsed = [], []
+    sample = GenerativeMemory.sample
+
+    def recorded_sample(memory, n, rng=None):
+        drawn.append(sample(memory, n, rng))
+        return drawn[-1]
+
+    monkeypatch.setattr(GenerativeMemory, "sample", recorded_sample)
+    stream = Stream(digits_streams["class"].tasks[:2], "class", 10)
+    learner = make_learner("generative-replay", stream, {"generator_hidden": [16], "latent": 4,
+                                                         "generator_budget": 0.1,
+                                                         "replay_every": every}, iterations=10)
+    forward = learner.forward
+
+    def recorded_forward(x, task_ids):
+        rehearsed.append(x)
+        return forward(x, task_ids)
+
+    learner.forward = recorded_forward
+    learner.fit(stream)
+    drawn = [d for d in drawn if "teacher_logits" in d.extras]  # not the generator's own replay
+    replayed = [x for x in rehearsed if any(x is d.x for d in drawn)]
+    assert len(drawn) == math.ceil(10 / every)  # task 2's steps; task 1 has nothing to replay
+    assert len(replayed) == 10
+    for step, x in enumerate(replayed):
+        assert x is drawn[step // every].x
+
+
 def test_generative_replay_checks_its_settings_and_inputs(digits_streams):
     with pytest.raises(ConfigurationError, match="generator=gan"):
         build_strategy("generative-replay", {"generator": "diffusion"})
     with pytest.raises(ConfigurationError, match="distill"):
         build_strategy("generative-replay", {"distill": "medium"})
+    for every in (0, 2.5):
+        with pytest.raises(ConfigurationError, match="replay_every=4"):
+            build_strategy("generative-replay", {"replay_every": every})
     stream = digits_streams["class"]
     shifted = Stream.from_tasks([(t.train_x * 2 - 1, t.train_y, t.test_x, t.test_y)
                                  for t in stream.tasks[:2]], "class", stream.num_outputs)

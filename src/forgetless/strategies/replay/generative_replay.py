@@ -16,7 +16,11 @@ classifier as it was after task t-1:
 The replay loss is weighted by the number of earlier tasks (van de Ven & Tolias's 1/t : 1-1/t
 weighting, scaled so the current task keeps weight 1). The generator usually needs more
 steps than the classifier: ``generator_budget`` is its steps per task as a multiple of the
-classifier's steps on that task; ``generator_seconds`` records the time it costs.
+classifier's steps on that task; ``generator_seconds`` records the time it costs. Training the
+generator is most of the method's time, so the default VAE is small (see ``generators.py``);
+``replay_every=k`` draws and labels a replay batch once per k steps (saving the labeller's
+forward and the decoder's on the others; benchmarks/replay.md, "Generative replay at the cost
+of replay", has each variant's time and ACC).
 
 The memory cost is the generator's parameters plus the previous classifier (the labeller);
 ``footprint()`` reports those bytes and ``stores_raw_data=False``.
@@ -78,38 +82,54 @@ class GenerativeReplay(Strategy):
     family = "replay"
     stores_raw_data = False
 
-    def __init__(self, generator: str = "vae", generator_budget: float = 5.0,
+    def __init__(self, generator: str = "vae", generator_budget: float | None = None,
                  distill: str = "soft", temperature: float = 2.0,
                  replay_batch_size: int | None = None, replay_weight: float | None = None,
-                 latent: int = 100, generator_hidden: tuple[int, ...] | list[int] = (400, 400),
-                 generator_lr: float | None = None):
+                 latent: int | None = None,
+                 generator_hidden: tuple[int, ...] | list[int] | None = None,
+                 generator_lr: float | None = None, replay_every: int = 1,
+                 generator_batch_size: int | None = None):
         """generator: ``vae`` (default) or ``gan``.
-        generator_budget: generator steps per task, as a multiple of the classifier's steps.
+        generator_budget: generator steps per task, as a multiple of the classifier's steps;
+            None: the generator's ``default_budget`` (VAE 2, GAN 5).
         distill: ``soft`` (previous model's soft targets) or ``hard`` (its predicted labels).
         temperature: distillation temperature (van de Ven & Tolias use 2).
         replay_batch_size: generated samples per step; None uses the learner's batch size.
         replay_weight: weight of the replay loss; None uses the number of earlier tasks.
-        latent: size of the generator's latent code.
-        generator_hidden: hidden layer widths of the generator's networks.
-        generator_lr: the generator's Adam learning rate; None: 1e-3 (VAE), 2e-4 (GAN)."""
+        latent: size of the generator's latent code; None: VAE 32, GAN 100.
+        generator_hidden: hidden layer widths of the generator's networks; None: VAE (100,),
+            GAN (400, 400).
+        generator_lr: the generator's Adam learning rate; None: 3e-3 (VAE), 2e-4 (GAN).
+        replay_every: generate (and label) a replay batch once per this many classifier steps
+            and rehearse it on each of them; 1 draws a new batch every step.
+        generator_batch_size: samples per generator step; None: twice the learner's batch."""
         if generator not in GENERATORS:
             raise ConfigurationError(f"unknown generator '{generator}'; choose "
                                      f"{' or '.join(GENERATORS)} (e.g. --set generator=gan).")
         if distill not in ("soft", "hard"):
             raise ConfigurationError(f"distill must be 'soft' or 'hard', got {distill!r}.")
+        if generator_budget is None:
+            generator_budget = GENERATORS[generator].default_budget
         for name, value in (("generator_budget", generator_budget),
                             ("temperature", temperature), ("latent", latent)):
-            if not value > 0:
+            if value is not None and not value > 0:
                 raise ConfigurationError(f"{name} must be positive, got {value!r}.")
         check_batch_size(replay_batch_size, "replay_batch_size")
+        check_batch_size(generator_batch_size, "generator_batch_size")
+        if not isinstance(replay_every, int) or replay_every < 1:
+            raise ConfigurationError(f"replay_every must be a whole number of steps >= 1, got "
+                                     f"{replay_every!r} (e.g. --set replay_every=4).")
+        self.replay_every, self.generator_batch_size = replay_every, generator_batch_size
         self.kind, self.generator_budget = generator, float(generator_budget)
         self.distill, self.temperature = distill, float(temperature)
         self.replay_batch_size, self.replay_weight = replay_batch_size, replay_weight
-        if not generator_hidden or any(int(h) < 1 for h in generator_hidden):
-            raise ConfigurationError(
-                f"generator_hidden must list positive layer widths, got {generator_hidden!r} "
-                "(e.g. --set generator_hidden=[400,400]).")
-        self.options = {"latent": int(latent), "hidden": tuple(int(h) for h in generator_hidden)}
+        self.options = {} if latent is None else {"latent": int(latent)}
+        if generator_hidden is not None:
+            if not generator_hidden or any(int(h) < 1 for h in generator_hidden):
+                raise ConfigurationError(
+                    f"generator_hidden must list positive layer widths, got "
+                    f"{generator_hidden!r} (e.g. --set generator_hidden=[400,400]).")
+            self.options["hidden"] = tuple(int(h) for h in generator_hidden)
         if generator_lr is not None:
             self.options["lr"] = float(generator_lr)
         self.generator = None
@@ -117,6 +137,7 @@ class GenerativeReplay(Strategy):
         self.labeller = None
         self.seen_before: torch.Tensor | None = None
         self._replay: GenerativeMemory | None = None
+        self._replay_batch: Batch | None = None  # the batch rehearsed until it is redrawn
         self.steps_in_task = 0
         self.generator_seconds: list[float] = []
 
@@ -152,7 +173,7 @@ class GenerativeReplay(Strategy):
             self.generator.grow_condition(task.task_id + 1 - tasks)
             self.sizes = (units, task.task_id + 1)
         self.steps_in_task = 0
-        self._replay = None  # what the classifier rehearses during this task
+        self._replay = self._replay_batch = None  # what the classifier rehearses this task
         if self.learner.tasks_learned:
             self.labeller = frozen_copy(self.learner.model)
             self.seen_before = self.learner.output_mask.seen_units.clone()
@@ -163,8 +184,10 @@ class GenerativeReplay(Strategy):
         if self._replay is None:
             return None
         done = len(learner.tasks_learned)
-        replay = self._replay.sample(self.replay_batch_size or learner.batch_size,
-                                     learner.generator)
+        if self._replay_batch is None or self.steps_in_task % self.replay_every == 0:
+            self._replay_batch = self._replay.sample(
+                self.replay_batch_size or learner.batch_size, learner.generator)
+        replay = self._replay_batch
         student = learner.forward(replay.x, replay.task_ids)
         if self.distill == "soft":
             loss = soft_target_loss(student, replay.extras["teacher_logits"],
@@ -188,7 +211,7 @@ class GenerativeReplay(Strategy):
         if earlier:
             old.generator = frozen_copy(self.generator)
         x, y = task.train_x.to(learner.device), task.train_y.to(learner.device)
-        size = 2 * learner.batch_size
+        size = self.generator_batch_size or 2 * learner.batch_size
         n_old = round(size * earlier / (earlier + 1))
         self.generator.train()
         for _ in range(math.ceil(self.generator_budget * max(1, self.steps_in_task))):
