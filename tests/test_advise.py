@@ -207,7 +207,7 @@ def test_only_what_the_constraints_allow_is_measured_and_the_cost_said_first(tmp
     from forgetless.strategies import STRATEGIES
 
     # Raw-data stores, bounds, task-id architectures and what costs over 2x naive (generative
-    # replay: COST_PRIOR 3.8x) are not trained; naive is, as the reference.
+    # replay: COST_PRIOR ~27x) are not trained; naive is, as the reference.
     allowed = {name for name, cls in STRATEGIES.items()
                if not cls.stores_raw_data and not cls.needs_task_id and "class" in cls.scenarios
                and name not in ("joint", "cumulative") and not cls.meant_for_pretrained

@@ -17,7 +17,7 @@ The replay loss is weighted by the number of earlier tasks (van de Ven & Tolias'
 weighting, scaled so the current task keeps weight 1). The generator usually needs more
 steps than the classifier: ``generator_budget`` is its steps per task as a multiple of the
 classifier's steps on that task; ``generator_seconds`` records the time it costs. Training the
-generator is most of the method's time, so the default VAE is small (see ``generators.py``);
+generator is most of the method's time; a smaller VAE is a setting (``generators.py``), and
 ``replay_every=k`` draws and labels a replay batch once per k steps (saving the labeller's
 forward and the decoder's on the others; benchmarks/replay.md, "Generative replay at the cost
 of replay", has each variant's time and ACC).
@@ -91,15 +91,14 @@ class GenerativeReplay(Strategy):
                  generator_batch_size: int | None = None):
         """generator: ``vae`` (default) or ``gan``.
         generator_budget: generator steps per task, as a multiple of the classifier's steps;
-            None: the generator's ``default_budget`` (VAE 2, GAN 5).
+            None: the generator's ``default_budget`` (5 for both).
         distill: ``soft`` (previous model's soft targets) or ``hard`` (its predicted labels).
         temperature: distillation temperature (van de Ven & Tolias use 2).
         replay_batch_size: generated samples per step; None uses the learner's batch size.
         replay_weight: weight of the replay loss; None uses the number of earlier tasks.
-        latent: size of the generator's latent code; None: VAE 32, GAN 100.
-        generator_hidden: hidden layer widths of the generator's networks; None: VAE (100,),
-            GAN (400, 400).
-        generator_lr: the generator's Adam learning rate; None: 3e-3 (VAE), 2e-4 (GAN).
+        latent: size of the generator's latent code; None: 100.
+        generator_hidden: hidden layer widths of the generator's networks; None: (400, 400).
+        generator_lr: the generator's Adam learning rate; None: 1e-3 (VAE), 2e-4 (GAN).
         replay_every: generate (and label) a replay batch once per this many classifier steps
             and rehearse it on each of them; 1 draws a new batch every step.
         generator_batch_size: samples per generator step; None: twice the learner's batch."""
