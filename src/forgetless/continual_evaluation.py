@@ -136,7 +136,7 @@ class ContinualEvaluation:
         start = time.perf_counter()
         started = len(self.record["task_starts"])
         main = learner.objective.scores[0]
-        row = [learner.objective.score(learner, subset)[main] if j < max(started, 1) else None
+        row = [learner.objective.score(learner, subset)[main] if j < started else None
                for j, subset in enumerate(self.subsets)]
         self.record["steps"].append(step)
         self.record["accuracy"].append(row)

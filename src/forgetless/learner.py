@@ -8,6 +8,7 @@ the stream (future ones included, for forward transfer), filling the accuracy ma
 
 from __future__ import annotations
 
+import bisect
 import math
 import sys
 import time
@@ -55,8 +56,8 @@ class FitResult:
     #: Scores on the stream's held-out set (``Stream.held_out``: a language model's general
     #: text), one per row, the untrained model's first: ``{"perplexity": [...]}``.
     held_out: dict[str, list[float]] = field(default_factory=dict)
-    #: The continual-evaluation record (``forgetless.continual``): every seen task's accuracy
-    #: every few steps, empty when continual evaluation is off.
+    #: The continual-evaluation record (``forgetless.continual_evaluation``): every seen task's
+    #: accuracy every few steps, empty when continual evaluation is off.
     continual: dict = field(default_factory=dict)
 
 
@@ -124,8 +125,8 @@ class Learner:
     accuracy matrix is still measured where each task ends. An online stream with announced
     boundaries is the ordinary fit with ``epochs=1`` and a small batch.
     ``eval_every``: continual evaluation (``forgetless.continual_evaluation``) every that many
-    steps, or ``"auto"`` (about 12% of training time), on ``eval_samples`` test samples per
-    task; None: only at task ends.
+    steps, or ``"auto"`` (sized to cost under 20% of training time), on ``eval_samples`` test
+    samples per task; None: only at task ends.
     ``compile``: the step's forward pass and loss (and with them the backward) run through
     ``torch.compile`` (``forgetless.compiled_step``) when no strategy replaces the forward;
     where ``torch.compile`` cannot run here, the eager step, with a warning.
@@ -328,9 +329,9 @@ class Learner:
             starts.pop()  # a one-sample tail joins the batch before it
         bounds = starts[1:] + [n]
         # the step after which each task's row is measured: the one holding its last sample
-        row_steps = [next(i + 1 for i, b in enumerate(bounds) if b >= end) if end else 0
-                     for end in plan.task_ends]
-        newest = torch.cummax(task_ids.cpu(), 0).values  # the newest task each batch reaches
+        row_steps = [bisect.bisect_left(bounds, end) + 1 if end else 0 for end in plan.task_ends]
+        # the newest task each batch reaches: the output mask grows when it does
+        newest = torch.cummax(task_ids.cpu(), 0).values[torch.tensor(bounds) - 1].tolist()
         self.current_task, self._visited = None, torch.zeros(n, dtype=torch.bool,
                                                               device=self.device)
         self.batches_per_epoch = len(bounds)
@@ -347,8 +348,9 @@ class Learner:
                        for s in range(first, row_steps[t])]
 
             def mark_seen(i, first=first):  # class-IL: the classes of every task met so far
-                self.output_mask.mark_seen(torch.arange(int(newest[bounds[first + i] - 1]) + 1,
-                                                        device=self.device))
+                step = first + i
+                if step == 0 or newest[step] > newest[step - 1]:
+                    self.output_mask.mark_seen(torch.arange(newest[step] + 1, device=self.device))
 
             self._train_batches(x, y, task_ids, batches, steps,
                                 f"stream {t + 1}/{len(tasks)}", before_batch=mark_seen)
@@ -513,8 +515,7 @@ class Learner:
 
     def _logits_and_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's logits and its loss: compiled when asked and possible, else eager."""
-        if self.compiled is not None and not self.strategy.uses(
-                "forward"):
+        if self.compiled is not None and not self.strategy.uses("forward"):
             result = self.compiled(batch.x, batch.y, batch.task_ids)
             if result is not None:
                 return result

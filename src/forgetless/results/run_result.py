@@ -32,8 +32,9 @@ class RunResult:
     #: "held_out": {"perplexity": [per row]}}`` for a language model.
     objective: str = "classification"
     scores: dict = field(default_factory=dict)
-    #: The continual-evaluation record (``forgetless.continual``: accuracy of every seen task
-    #: every few steps, task starts, the metrics of the stability gap); empty when it was off.
+    #: The continual-evaluation record (``forgetless.continual_evaluation``: accuracy of every
+    #: seen task every few steps, task starts, the metrics of the stability gap); empty when it
+    #: was off.
     continual: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
