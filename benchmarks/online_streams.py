@@ -7,6 +7,7 @@ the store shows each strategy's accuracy-over-steps plot:
     python benchmarks/online_streams.py online --store online.db      # the online table
     python benchmarks/online_streams.py task-free --store online.db   # blur 0 against 0.2
     forgetless report --store online.db --output online.html          # the stability-gap plots
+    python benchmarks/online_streams.py resolution                    # the dip, step by step
 
 Online: one pass over each task, batch 10, boundaries announced, memory 1,000 for every
 strategy that keeps one. Figures are mean ± sd over the seeds; "dip" is the mean depth of the
@@ -69,14 +70,36 @@ def row(name: str, results) -> str:
             f"{mean_sd(m['mean_dip_depth'] for m in metrics)} | {100 * overhead:.0f}% |")
 
 
+def resolution(every: int = 8) -> None:
+    """ER, seed 0, online, evaluated after every step: each switch's lowest accuracy on the
+    task just left, read at every step and at every ``every``-th step after the switch."""
+    result = run(configs("er", "online", 1)[0].updated(eval_every=1), progress=False)
+    record = result.continual
+    accuracy = dict(zip(record["steps"], record["accuracy"], strict=True))
+    print(f"ER, online split MNIST, seed 0, evaluated every step "
+          f"({100 * record['seconds'] / record['train_seconds']:.0f}% of training time)\n")
+    print(f"| switch | before % | lowest, every step % | at step | lowest, every {every} "
+          "steps % |\n|---|---|---|---|---|")
+    for t in range(1, len(record["task_starts"])):
+        switch, end = record["task_starts"][t], record["task_ends"][t]
+        trace = [(s, accuracy[s][t - 1]) for s in range(switch + 1, end + 1)]
+        step, low = min(trace, key=lambda sa: sa[1])
+        sparse = min(a for s, a in trace if (s - switch) % every == 0)
+        print(f"| {t} | {100 * accuracy[switch][t - 1]:.0f} | {100 * low:.0f} | "
+              f"+{step - switch} | {100 * sparse:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", choices=["online", "task-free"])
+    parser.add_argument("table", choices=["online", "task-free", "resolution"])
     parser.add_argument("--store", default="online.db")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--strategies", help="comma-separated (default: the table's list)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.table == "resolution":
+        resolution()
+        return
     header = ("| strategy | ACC % | min-ACC % | WC-ACC % | dip (points) | eval |\n"
               "|---|---|---|---|---|---|")
     with RunStore(args.store) as store:
