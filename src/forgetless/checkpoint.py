@@ -205,11 +205,18 @@ class RunCheckpoints:
 
     def save(self, learner, meta: dict) -> Path:
         """Checkpoint ``learner`` after its latest task; prune the oldest beyond ``keep``."""
+        from forgetless import distributed
+
         meta = {**meta, "run_id": self.run_id}
-        path = learner.save(self.folder / f"task-{len(learner.tasks_learned):03d}{SUFFIX}",
-                            **meta)
-        for old in self.files()[self.keep:]:
-            old.unlink(missing_ok=True)
+        path = self.folder / f"task-{len(learner.tasks_learned):03d}{SUFFIX}"
+        # In a process group every rank builds the state (a sharded buffer is gathered from
+        # all of them) and rank 0 alone writes it; the others wait until the file is there.
+        state = learner.state_dict()
+        if distributed.world().is_main:
+            save_checkpoint(path, {**learner_meta(learner), **meta}, state)
+            for old in self.files()[self.keep:]:
+                old.unlink(missing_ok=True)
+        distributed.barrier()
         return path
 
     def owners(self) -> dict[Path, str | None]:
@@ -231,8 +238,12 @@ class RunCheckpoints:
         if not others:
             return
         if overwrite:
-            for path in others:
-                path.unlink(missing_ok=True)
+            from forgetless import distributed
+
+            if distributed.world().is_main:  # every rank read the folder; one deletes
+                for path in others:
+                    path.unlink(missing_ok=True)
+            distributed.barrier()
             return
         names = sorted({owners[p] or f"unreadable {p.name}" for p in others})
         raise CheckpointError(

@@ -21,6 +21,7 @@ from torch import nn
 
 from forgetless.compiled_step import CompiledStep
 from forgetless.continual_evaluation import ContinualEvaluation, check_every
+from forgetless import distributed
 from forgetless.data.stream import Scenario, Stream, Task
 from forgetless.data.task_free import check_blur, task_free_order
 from forgetless.divergence import DivergenceGuard
@@ -36,6 +37,8 @@ from forgetless.strategies.base import (
 )
 from forgetless.strategies.composite import Composite
 
+#: How far apart the ranks' generators are seeded (``Learner.generator`` in a process group).
+RANK_SEED_STRIDE = 7919
 #: ``adam-fused``: PyTorch's fused Adam (``adam`` below), opt-in because it rounds differently.
 OPTIMIZERS = ("adam", "adam-fused", "sgd")
 
@@ -130,6 +133,13 @@ class Learner:
     ``compile``: the step's forward pass and loss (and with them the backward) run through
     ``torch.compile`` (``forgetless.compiled_step``) when no strategy replaces the forward;
     where ``torch.compile`` cannot run here, the eager step, with a warning.
+
+    In a process group (``forgetless.distributed``: ``torchrun``, ``forgetless run --nproc``)
+    the learner is one rank of a data-parallel run: every rank draws the same global batches
+    (``batch_size`` is the global batch), trains on its share of each, and the gradients are
+    averaged before each step; the model starts and stays the same on every rank (broadcast
+    from rank 0 at each task's start, checked at its end). ``generator`` is then the rank's own
+    (so replay draws differ between ranks, as their buffers do); the batch order is shared.
     """
 
     def __init__(self, model: nn.Module, strategy: Strategy | None = None, *, epochs: int = 1,
@@ -164,7 +174,8 @@ class Learner:
         self.monitor = None if every is None else ContinualEvaluation(every, eval_samples)
         #: Optimiser steps since the learner was built, over every task and phase.
         self.global_step = 0
-        self.device = _resolve_device(device)
+        self.world = distributed.world()
+        self.device = distributed.rank_device(_resolve_device(device))
         self.model = model.to(self.device)
         if strategy is None:
             from forgetless.strategies.bounds import Naive
@@ -175,11 +186,19 @@ class Learner:
         self.lr, self.optimizer_name, self.momentum = lr, optimizer, momentum
         self.weight_decay, self.reset_optimizer = weight_decay, reset_optimizer
         self.seed, self.eval_batch_size = seed, eval_batch_size
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = (sys.stderr.isatty() if progress is None else progress) and \
+            self.world.is_main
         # None: the objective the stream names, adopted in ``bind``.
         self.objective: Objective | None = (build_objective(objective)
                                             if isinstance(objective, str) else objective)
         self.generator = torch.Generator().manual_seed(seed)
+        # The batch order, the same on every rank; in one process the generator itself, so a
+        # single-process run draws exactly as it always has.
+        self.order_generator = self.generator
+        if self.world.distributed:
+            self.order_generator = torch.Generator().manual_seed(seed)
+            self.generator = torch.Generator().manual_seed(
+                seed + RANK_SEED_STRIDE * (self.world.rank + 1))
         self.optimizer: torch.optim.Optimizer | None = None
         self._trainable: tuple[int, ...] = ()
         # What the learner knows of the stream (grows with ``learn`` on new tasks).
@@ -224,6 +243,8 @@ class Learner:
                 f"{stream.scenario.value}-incremental stream cannot continue it."
             )
         self._check_model(stream)
+        if self.scenario is None:  # the first stream: every rank starts from rank 0's model
+            self._synchronise_model()
         self.scenario = stream.scenario
         if self.output_mask is None:
             self.output_mask = OutputMask(stream.scenario, stream.num_outputs, self.device,
@@ -392,12 +413,15 @@ class Learner:
         data = self.strategy.training_data(task) or TrainingData(
             task.train_x, task.train_y, task.task_ids)
         self.strategy.before_task(task)
+        self._synchronise_model()  # a strategy may have grown the model (PNN's column)
         self._visited = None  # a new task: every sample is new again
         self.output_mask.mark_seen(torch.cat([data.task_ids, task.task_ids[:1]]))
         self._prepare_optimizer()
         steps = self.budget(len(data.x)) if self.strategy.trains_model else 0
         self.run_steps(data, steps, desc=f"task {task.task_id + 1}/{len(self.stream_tasks)}")
         self.strategy.after_task(task)
+        distributed.check_identical(list(self.model.state_dict().values()),
+                                    f"the model's weights after task {task.task_id}")
         self.tasks_learned.append(task.task_id)
         return steps
 
@@ -432,7 +456,7 @@ class Learner:
         order, position = None, n
         for _ in range(steps):
             if position >= n:
-                order, position = torch.randperm(n, generator=self.generator), 0
+                order, position = torch.randperm(n, generator=self.order_generator), 0
                 order = order.to(self.device)
             end = position + self.batch_size
             if self.batch_size > 1 and n - end == 1:  # a one-sample tail joins this batch
@@ -451,9 +475,12 @@ class Learner:
         monitor = self.monitor
         if monitor is not None:
             monitor.training(True)
+        world = self.world
         for step, index in enumerate(batches):
             if before_batch is not None:
                 before_batch(step)
+            if world.distributed:  # this rank's share of the global batch
+                index = index[world.shard(index.numel())]
             self.step_in_task = step
             self.first_visit = ~self._visited[index]
             self._visited[index] = True
@@ -467,6 +494,9 @@ class Learner:
         if monitor is not None:
             monitor.training(False)
         self.first_visit = None
+        if world.distributed:  # BatchNorm's statistics: each rank saw its share of the data
+            distributed.all_reduce_mean_([b for b in self.model.buffers()
+                                          if b.is_floating_point()])
         try:
             self.divergence.check_parameters(steps, self.trainable_parameters(), gradients=False)
         finally:
@@ -504,6 +534,8 @@ class Learner:
         guard.record_loss(step, loss, data_loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world.distributed:
+            distributed.average_gradients(self.optimizer_parameters(), len(batch))
         if strategy.uses("before_step"):
             strategy.before_step()
         if guard.due(step):
@@ -538,6 +570,15 @@ class Learner:
     # ------------------------------------------------------------------ optimiser
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def optimizer_parameters(self) -> list[nn.Parameter]:
+        """What the optimiser steps (the trainable parameters when it was built)."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _synchronise_model(self) -> None:
+        """Every rank's weights and buffers set to rank 0's (no-op in one process)."""
+        if self.world.distributed:
+            distributed.broadcast_(list(self.model.state_dict().values()))
 
     def rebuild_optimizer(self) -> None:
         params = self.trainable_parameters()
@@ -597,6 +638,8 @@ class Learner:
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "strategy": self.strategy.state_dict(),
             "generator": self.generator.get_state(),
+            # apart from the generator only in a process group (then the generator is rank 0's)
+            "order_generator": self.order_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "output_mask": None if self.output_mask is None else self.output_mask.state_dict(),
             "tasks_learned": list(self.tasks_learned),
@@ -611,7 +654,12 @@ class Learner:
         # The strategy first: it may grow the model (PNN columns) before the weights load.
         self.strategy.load_state_dict(state["strategy"])
         self.model.load_state_dict(state["model"])
-        self.generator.set_state(state["generator"])
+        self.order_generator.set_state(state.get("order_generator", state["generator"]))
+        if self.order_generator is not self.generator:
+            self.generator.set_state(state["generator"])
+            if self.world.distributed:  # the saved one was rank 0's: each rank draws its own
+                offset = int(torch.randint(2**31, (1,), generator=self.generator))
+                self.generator.manual_seed(offset + RANK_SEED_STRIDE * (self.world.rank + 1))
         torch.set_rng_state(state["torch_rng"])
         if state["output_mask"] is not None:
             if self.output_mask is None:

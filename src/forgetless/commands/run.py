@@ -28,19 +28,33 @@ from forgetless.commands.runs import store_option
 @store_option
 @click.option("--no-store", is_flag=True,
               help="Do not record the run in the results store.")
+@click.option("--nproc", type=int, default=1, show_default=True,
+              help="Data-parallel processes on this machine (gloo on CPU, NCCL on GPU); "
+                   "--batch-size is the global batch. Across machines: torchrun "
+                   "(docs/distributed.md).")
 def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, store, no_store,
-        **options) -> None:
+        nproc, **options) -> None:
     """Train one strategy on one benchmark and print its accuracy matrix and metrics.
 
     Defaults: naive fine-tuning on the embedded split MNIST (5 tasks), class-incremental — the
     textbook picture of catastrophic forgetting. The run is recorded in the results store
     (--store, as `compare` uses it) so `show RUN_ID`, `runs`, `report` and `advise` see it."""
+    from forgetless import distributed
+    from forgetless.launch import check_nproc, launch, without_nproc
+
+    if check_nproc(nproc) > 1 and not distributed.launched():
+        from forgetless.cli import invoked_args
+
+        raise SystemExit(launch(nproc, without_nproc(invoked_args)))
     from forgetless.experiments.runner import run as run_experiment
     from forgetless.results.summary import strategy_label
     from forgetless.storage import check_writable
     from forgetless.tables import format_accuracy_matrix, format_metrics
 
     config = config_from_options(**options)
+    world = distributed.init_from_environment(config.device)
+    if not world.is_main:  # rank 0 prints, stores and writes; the others only train
+        quiet, no_store, output, logger_specs = True, True, None, ()
     check_writable(output, "--output")
     check_writable(checkpoint_dir, "--checkpoint-dir", folder=True)
     if not no_store:
@@ -50,9 +64,10 @@ def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, store, n
         if not quiet:
             ready = experiment.config
             data = experiment.stream.options.get("source", ready.source)
+            ranks = f", {world.size} processes" if world.distributed else ""
             click.echo(f"{ready.strategy} on {ready.benchmark} {data}, "
                        f"{ready.scenario}-incremental, {len(experiment.stream)} tasks, "
-                       f"seed {ready.seed}", err=True)
+                       f"seed {ready.seed}{ranks}", err=True)
 
     from forgetless.loggers import build_loggers
 
@@ -64,6 +79,8 @@ def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, store, n
     finally:
         for logger in loggers:
             logger.close()
+    if not world.is_main:
+        return
     click.echo(f"accuracy (%) on each task (columns) after training each task (rows) — "
                f"{strategy_label(result.config)}, {result.config['scenario']}-incremental")
     click.echo(format_accuracy_matrix(result.accuracy_matrix, result.task_descriptions))

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from forgetless import distributed
 from forgetless.config import RunConfig, run_id
 from forgetless.data.benchmarks import build_stream
 from forgetless.data.stream import Scenario, Stream
@@ -131,7 +132,7 @@ def environment(device) -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "forgetless": __version__,
             "platform": platform.platform(), "threads": torch.get_num_threads(),
-            "device": str(device)}
+            "device": str(device), "processes": distributed.world().size}
 
 
 def reset_peak_rss() -> None:
@@ -175,6 +176,7 @@ def run(config: RunConfig, progress: bool | None = None, checkpoint_dir=None,
         raise ConfigurationError("--resume needs --checkpoint-dir, the folder of the "
                                  "checkpoints to continue from.")
     reset_peak_rss()
+    distributed.init_from_environment(config.device)  # under torchrun: join the run's ranks
     experiment = prepare(config, progress)
     if on_ready is not None:
         on_ready(experiment)
