@@ -37,8 +37,6 @@ from forgetless.strategies.base import (
 )
 from forgetless.strategies.composite import Composite
 
-#: How far apart the ranks' generators are seeded (``Learner.generator`` in a process group).
-RANK_SEED_STRIDE = 7919
 #: ``adam-fused``: PyTorch's fused Adam (``adam`` below), opt-in because it rounds differently.
 OPTIMIZERS = ("adam", "adam-fused", "sgd")
 
@@ -138,8 +136,8 @@ class Learner:
     the learner is one rank of a data-parallel run: every rank draws the same global batches
     (``batch_size`` is the global batch), trains on its share of each, and the gradients are
     averaged before each step; the model starts and stays the same on every rank (broadcast
-    from rank 0 at each task's start, checked at its end). ``generator`` is then the rank's own
-    (so replay draws differ between ranks, as their buffers do); the batch order is shared.
+    from rank 0 at each task's start, checked at its end), and so does ``generator``: every
+    rank makes the same draws, so a run gives the matrix of one process, whatever the ranks.
     """
 
     def __init__(self, model: nn.Module, strategy: Strategy | None = None, *, epochs: int = 1,
@@ -191,14 +189,9 @@ class Learner:
         # None: the objective the stream names, adopted in ``bind``.
         self.objective: Objective | None = (build_objective(objective)
                                             if isinstance(objective, str) else objective)
+        # The same on every rank of a process group: every draw from it must be made by every
+        # rank with the same arguments (``forgetless.distributed``), so the ranks stay in step.
         self.generator = torch.Generator().manual_seed(seed)
-        # The batch order, the same on every rank; in one process the generator itself, so a
-        # single-process run draws exactly as it always has.
-        self.order_generator = self.generator
-        if self.world.distributed:
-            self.order_generator = torch.Generator().manual_seed(seed)
-            self.generator = torch.Generator().manual_seed(
-                seed + RANK_SEED_STRIDE * (self.world.rank + 1))
         self.optimizer: torch.optim.Optimizer | None = None
         self._trainable: tuple[int, ...] = ()
         # What the learner knows of the stream (grows with ``learn`` on new tasks).
@@ -456,7 +449,7 @@ class Learner:
         order, position = None, n
         for _ in range(steps):
             if position >= n:
-                order, position = torch.randperm(n, generator=self.order_generator), 0
+                order, position = torch.randperm(n, generator=self.generator), 0
                 order = order.to(self.device)
             end = position + self.batch_size
             if self.batch_size > 1 and n - end == 1:  # a one-sample tail joins this batch
@@ -638,8 +631,6 @@ class Learner:
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "strategy": self.strategy.state_dict(),
             "generator": self.generator.get_state(),
-            # apart from the generator only in a process group (then the generator is rank 0's)
-            "order_generator": self.order_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "output_mask": None if self.output_mask is None else self.output_mask.state_dict(),
             "tasks_learned": list(self.tasks_learned),
@@ -654,12 +645,7 @@ class Learner:
         # The strategy first: it may grow the model (PNN columns) before the weights load.
         self.strategy.load_state_dict(state["strategy"])
         self.model.load_state_dict(state["model"])
-        self.order_generator.set_state(state.get("order_generator", state["generator"]))
-        if self.order_generator is not self.generator:
-            self.generator.set_state(state["generator"])
-            if self.world.distributed:  # the saved one was rank 0's: each rank draws its own
-                offset = int(torch.randint(2**31, (1,), generator=self.generator))
-                self.generator.manual_seed(offset + RANK_SEED_STRIDE * (self.world.rank + 1))
+        self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if state["output_mask"] is not None:
             if self.output_mask is None:
