@@ -63,4 +63,5 @@ def single(configs: list[RunConfig], job=matrix_of) -> list:
 
 def largest_difference(a: list[list[float]], b: list[list[float]]) -> float:
     """The largest difference between two accuracy matrices, in points."""
-    return 100 * max(abs(x - y) for row_a, row_b in zip(a, b) for x, y in zip(row_a, row_b))
+    return 100 * max(abs(x - y) for row_a, row_b in zip(a, b, strict=True)
+                     for x, y in zip(row_a, row_b, strict=True))

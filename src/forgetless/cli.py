@@ -63,15 +63,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None,
         _default(message, category, filename, lineno, file, line)
 
 
-#: The arguments of this invocation (``run --nproc`` starts its ranks with the same ones).
-invoked_args: list[str] = []
-
-
 def main(argv=None) -> None:
     """Entry point: user errors print one sentence that says how to fix them, no traceback."""
+    from forgetless import launch
     from forgetless.errors import ForgetlessError
 
-    invoked_args[:] = list(sys.argv[1:] if argv is None else argv)
+    launch.invoked_args[:] = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     try:
         cli.main(args=argv, prog_name="forgetless", standalone_mode=False)

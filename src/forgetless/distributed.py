@@ -123,7 +123,7 @@ def all_reduce_mean_(tensors: list[torch.Tensor], weight: float = 1.0) -> list[t
     scaled = [t * weight for t in tensors] + [torch.tensor([float(weight)])]
     all_reduce_sum_(scaled)
     total = scaled[-1].item()
-    for t, s in zip(tensors, scaled[:-1]):
+    for t, s in zip(tensors, scaled[:-1], strict=True):
         t.copy_(s / total)
     return tensors
 
@@ -141,7 +141,7 @@ def average_gradients(parameters: list[torch.nn.Parameter], rows: int) -> None:
     touched = torch.tensor([float(p.grad is not None) for p in params] + [float(rows)])
     all_reduce_sum_(grads + [touched])
     total = touched[-1].item()
-    for p, g, hit in zip(params, grads, touched[:-1].tolist()):
+    for p, g, hit in zip(params, grads, touched[:-1].tolist(), strict=True):
         p.grad = g.div_(total) if hit else None
 
 

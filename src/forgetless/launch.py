@@ -22,6 +22,9 @@ from forgetless.errors import ConfigurationError
 
 #: Seconds between looks at the children while they run.
 POLL_SECONDS = 0.2
+#: The arguments ``forgetless`` was invoked with (set by ``cli.main``; kept here, not in the
+#: cli module, which runs as ``__main__`` under ``python -m forgetless.cli``).
+invoked_args: list[str] = []
 
 
 def free_port() -> int:

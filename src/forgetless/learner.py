@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from forgetless import distributed
 from forgetless.compiled_step import CompiledStep
 from forgetless.continual_evaluation import ContinualEvaluation, check_every
-from forgetless import distributed
 from forgetless.data.stream import Scenario, Stream, Task
 from forgetless.data.task_free import check_blur, task_free_order
 from forgetless.divergence import DivergenceGuard

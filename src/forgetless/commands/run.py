@@ -40,11 +40,9 @@ def run(output, quiet, checkpoint_dir, resume, overwrite, logger_specs, store, n
     textbook picture of catastrophic forgetting. The run is recorded in the results store
     (--store, as `compare` uses it) so `show RUN_ID`, `runs`, `report` and `advise` see it."""
     from forgetless import distributed
-    from forgetless.launch import check_nproc, launch, without_nproc
+    from forgetless.launch import check_nproc, invoked_args, launch, without_nproc
 
     if check_nproc(nproc) > 1 and not distributed.launched():
-        from forgetless.cli import invoked_args
-
         raise SystemExit(launch(nproc, without_nproc(invoked_args)))
     from forgetless.experiments.runner import run as run_experiment
     from forgetless.results.summary import strategy_label
