@@ -173,6 +173,12 @@ class Learner:
         #: Optimiser steps since the learner was built, over every task and phase.
         self.global_step = 0
         self.world = distributed.world()
+        if batch_size < self.world.size:
+            raise ConfigurationError(
+                f"the batch size ({batch_size}) is the global batch, split over "
+                f"{self.world.size} processes; give at least one sample per process "
+                f"(--batch-size {self.world.size} or more, twice that for a model with "
+                "BatchNorm).")
         self.device = distributed.rank_device(_resolve_device(device))
         self.model = model.to(self.device)
         if strategy is None:
@@ -506,6 +512,8 @@ class Learner:
         strategy = self.strategy
         if strategy.uses("extend_batch"):
             batch = strategy.extend_batch(batch)
+        if not len(batch):  # a rank whose share of a short last batch is empty
+            return self._idle_step()
         if not self.model.training:  # a hook may have evaluated the model (cheap check)
             self.model.train()
         try:
@@ -537,6 +545,18 @@ class Learner:
         if strategy.uses("after_step"):
             strategy.after_step()
         return loss.detach()
+
+    def _idle_step(self) -> torch.Tensor:
+        """The step of a rank with no rows: it adds nothing to the averaged gradient (its
+        weight is 0 rows) but takes the step with the others, so every rank stays the same."""
+        self.optimizer.zero_grad(set_to_none=True)
+        distributed.average_gradients(self.optimizer_parameters(), 0)
+        if self.strategy.uses("before_step"):
+            self.strategy.before_step()
+        self.optimizer.step()
+        if self.strategy.uses("after_step"):
+            self.strategy.after_step()
+        return torch.zeros(())
 
     def _logits_and_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's logits and its loss: compiled when asked and possible, else eager."""
