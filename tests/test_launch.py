@@ -37,6 +37,23 @@ def test_two_processes_give_the_single_process_run_and_rank_zero_alone_records_i
     assert listed.stdout.count(single["run_id"][:8]) == 1  # stored once
 
 
+@pytest.mark.parametrize("first, then", [(["--nproc", "2"], []), ([], ["--nproc", "2"])])
+def test_a_checkpoint_resumes_on_another_number_of_processes(tmp_path, first, then):
+    folder = tmp_path / "ck"
+    whole = forgetless(*RUN, *first, "--checkpoint-dir", str(folder), "--no-store",
+                       "-o", str(tmp_path / "whole.json"), cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    newest = sorted(folder.glob("task-*"))[-1]
+    assert newest.name == "task-005.ckpt"
+    newest.unlink()  # as if the run had stopped after its fourth task
+    resumed = forgetless(*RUN, *then, "--checkpoint-dir", str(folder), "--resume",
+                         "--no-store", "-o", str(tmp_path / "resumed.json"), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("whole", "resumed"))
+    assert b["accuracy_matrix"][:4] == a["accuracy_matrix"][:4]  # the rows it did not retrain
+    assert b["accuracy_matrix"][4] == pytest.approx(a["accuracy_matrix"][4], abs=0.01)
+
+
 def test_torchrun_environment_is_joined_the_same_way(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc-per-node", "2", "-m", "forgetless.cli"]
