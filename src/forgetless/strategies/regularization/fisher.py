@@ -142,11 +142,14 @@ def _per_sample_sum(model, params, x, objective, rows, weights, reduce, method, 
         raise ConfigurationError(f"chunk_size must be a positive whole number, got {chunk_size!r}.")
     total = {name: torch.zeros_like(p) for name, p in params.items()}
     layers = None if method == "vmap" else _linear_layers(model, params, method)
+    # Both paths hold at most ``chunk_size`` (sample, k) rows at once: here each sample's K
+    # backward directions through every layer (K = 10 for ``exact`` on 10 classes).
+    step = max(1, chunk_size // weights.shape[1])
     try:
-        for s in range(0, x.shape[0], chunk_size) if layers is not None else ():
-            _add(total, _factored_sum(model, params, layers, x[s:s + chunk_size], objective,
-                                      {k: v[s:s + chunk_size] for k, v in rows.items()},
-                                      weights[s:s + chunk_size], reduce))
+        for s in range(0, x.shape[0], step) if layers is not None else ():
+            _add(total, _factored_sum(model, params, layers, x[s:s + step], objective,
+                                      {k: v[s:s + step] for k, v in rows.items()},
+                                      weights[s:s + step], reduce))
         if layers is not None:
             return total
     except _Unfactorable as why:  # found on the first chunk, before anything was added
