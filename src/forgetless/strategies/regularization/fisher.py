@@ -64,7 +64,9 @@ def fisher_diagonal(model: nn.Module, data, estimator: str = "exact",
         ``empirical`` and ``batched`` only.
     estimator: ``exact`` | ``sampled`` | ``empirical`` | ``batched`` (see the module docstring).
     num_samples: use a random subset of this many samples (drawn from ``generator``); None: all.
-    chunk_size: at most this many per-sample gradient vectors exist at once (memory bound).
+    chunk_size: at most this many (sample, output) rows exist at once (memory bound): per-sample
+        gradient vectors in the vmap path, per-sample gradients at every layer's output in the
+        factored path.
     output_mask: allowed output units, as in training: None, shape (outputs,) or (N, outputs).
     batch_size: mini-batch size of the ``batched`` estimator.
     method: ``auto`` (factored when the model allows it, else vmap), ``vmap`` or ``factored``.
