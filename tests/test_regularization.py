@@ -128,8 +128,8 @@ def test_subset_and_shared_mask(small_problem):
 def test_factored_chunks_hold_at_most_chunk_size_rows(small_problem, monkeypatch):
     """As in the vmap path, a chunk of the factored path holds at most ``chunk_size`` (sample,
     output) rows: ``exact`` over 6 outputs with chunk_size 12 takes 2 samples at a time (12
-    samples, 72 rows, when chunk_size counted samples: EWC's largest allocation on the MLP),
-    and gives the Fisher of one whole chunk."""
+    samples, 72 rows, when chunk_size counted samples: on the MLP, one of the two temporaries
+    that raised EWC's peak memory), and gives the Fisher of one whole chunk."""
     from forgetless.strategies.regularization import fisher
 
     model, x, y, mask = small_problem

@@ -91,8 +91,8 @@ class EWC(AnchoredRegularizer):
     def merged(self) -> tuple[list[dict], list[dict], float]:
         """The terms kept, as one (Fisher sum, centre) pair and the constant. Built term by
         term, without stacking the terms or copying them whole to float64, so merging holds
-        about one parameter's worth of temporaries (the stacked float64 copies were EWC's
-        largest allocation: benchmarks/peers.md)."""
+        about one parameter's worth of temporaries (the stacked float64 copies were, with the
+        Fisher's chunks, what raised EWC's peak memory: benchmarks/peers.md)."""
         sums, centres, offset = {}, {}, self.offset
         for name in self.fishers[0]:
             f = [fisher[name] for fisher in self.fishers]
