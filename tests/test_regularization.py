@@ -125,6 +125,43 @@ def test_subset_and_shared_mask(small_problem):
     assert_matches(result, reference, model)
 
 
+def test_factored_chunks_hold_at_most_chunk_size_rows(small_problem, monkeypatch):
+    """As in the vmap path, a chunk of the factored path holds at most ``chunk_size`` (sample,
+    output) rows: ``exact`` over 6 outputs with chunk_size 12 takes 2 samples at a time (12
+    samples, 72 rows, when chunk_size counted samples: on the MLP, one of the two temporaries
+    that raised EWC's peak memory), and gives the Fisher of one whole chunk."""
+    from forgetless.strategies.regularization import fisher
+
+    model, x, y, mask = small_problem
+    rows, factored = [], fisher._factored_sum
+
+    def recording(*args):
+        rows.append(args[6].numel())  # weights: one per (sample, output) row
+        return factored(*args)
+
+    monkeypatch.setattr(fisher, "_factored_sum", recording)
+    chunked = fisher_diagonal(model, (x, y), "exact", output_mask=mask, method="factored",
+                              chunk_size=12)
+    assert max(rows) == 12 and sum(rows) == 30 * 6
+    monkeypatch.undo()
+    whole = fisher_diagonal(model, (x, y), "exact", output_mask=mask, method="factored",
+                            chunk_size=10_000)
+    for name, value in whole.items():
+        assert torch.allclose(chunked[name], value, rtol=1e-5, atol=1e-8)
+
+
+def test_merged_ewc_constant_is_summed_in_float64_slices():
+    """The merged quadratic's constant is a difference of sums of ``f * a^2``: summed in
+    float64 over slices (the last one short) it equals the whole float64 sum."""
+    from forgetless.strategies.regularization.ewc import weighted_square_sum
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.rand(10, 10, generator=generator)
+    value = 1e3 + torch.randn(10, 10, generator=generator)
+    expected = float((weight.double() * value.double().square()).sum())
+    assert weighted_square_sum(weight, value, slice_size=7) == pytest.approx(expected, rel=1e-12)
+
+
 def test_convnet_with_batchnorm_is_exact_and_left_untouched():
     """A model the factored path cannot take (conv + BatchNorm) goes through vmap; the model's
     parameters, BatchNorm statistics, gradients and train/eval flags come back bit-identical."""

@@ -89,17 +89,23 @@ class EWC(AnchoredRegularizer):
         self.fishers, self.anchors, self.offset = self.merged()
 
     def merged(self) -> tuple[list[dict], list[dict], float]:
-        """The terms kept, as one (Fisher sum, centre) pair and the constant."""
+        """The terms kept, as one (Fisher sum, centre) pair and the constant. Built term by
+        term, without stacking the terms or copying them whole to float64, so merging holds
+        about one parameter's worth of temporaries (the stacked float64 copies were, with the
+        Fisher's chunks, what raised EWC's peak memory: benchmarks/peers.md)."""
         sums, centres, offset = {}, {}, self.offset
         for name in self.fishers[0]:
-            f = torch.stack([fisher[name] for fisher in self.fishers])
-            a = torch.stack([anchor[name] for anchor in self.anchors])
-            total = f.sum(0)
+            f = [fisher[name] for fisher in self.fishers]
+            a = [anchor[name] for anchor in self.anchors]
+            total, weighted = f[0].clone(), f[0] * a[0]
+            for f_t, a_t in zip(f[1:], a[1:], strict=True):
+                total += f_t
+                weighted += f_t * a_t
             centre = a[0] if len(a) == 1 else torch.where(
-                total > 0, (f * a).sum(0) / total.clamp_min(1e-38), a[-1])
+                total > 0, weighted.div_(total.clamp_min(1e-38)), a[-1])
             # sum_t f_t (w - a_t)^2 = total (w - centre)^2 + sum_t f_t a_t^2 - total centre^2
-            offset += float((f.double() * a.double().square()).sum()
-                            - (total.double() * centre.double().square()).sum())
+            offset += sum(weighted_square_sum(f_t, a_t) for f_t, a_t in zip(f, a, strict=True))
+            offset -= weighted_square_sum(total, centre)
             sums[name], centres[name] = total, centre
         return [sums], [centres], offset
 
@@ -117,6 +123,16 @@ class EWC(AnchoredRegularizer):
             weights[name] = 0.5 * self.lam * self.fishers[0][name]
             centres[name] = self.anchors[0][name]
         self.anchor_to(weights, centres, 0.5 * self.lam * offset)
+
+
+def weighted_square_sum(weight: torch.Tensor, value: torch.Tensor,
+                        slice_size: int = 1 << 16) -> float:
+    """``sum(weight * value^2)`` in float64, a slice at a time: the constant of a merged
+    quadratic is a difference of such sums, which float32 would cancel away."""
+    weight, value = weight.reshape(-1), value.reshape(-1)
+    return sum(float(torch.dot(weight[s:s + slice_size].double(),
+                               value[s:s + slice_size].double().square()))
+               for s in range(0, weight.numel(), slice_size))
 
 
 #: Default weight of a step in the task-free running Fisher: it averages about the last 100

@@ -64,7 +64,9 @@ def fisher_diagonal(model: nn.Module, data, estimator: str = "exact",
         ``empirical`` and ``batched`` only.
     estimator: ``exact`` | ``sampled`` | ``empirical`` | ``batched`` (see the module docstring).
     num_samples: use a random subset of this many samples (drawn from ``generator``); None: all.
-    chunk_size: at most this many per-sample gradient vectors exist at once (memory bound).
+    chunk_size: at most this many (sample, output) rows exist at once (memory bound): per-sample
+        gradient vectors in the vmap path, per-sample gradients at every layer's output in the
+        factored path.
     output_mask: allowed output units, as in training: None, shape (outputs,) or (N, outputs).
     batch_size: mini-batch size of the ``batched`` estimator.
     method: ``auto`` (factored when the model allows it, else vmap), ``vmap`` or ``factored``.
@@ -142,11 +144,14 @@ def _per_sample_sum(model, params, x, objective, rows, weights, reduce, method, 
         raise ConfigurationError(f"chunk_size must be a positive whole number, got {chunk_size!r}.")
     total = {name: torch.zeros_like(p) for name, p in params.items()}
     layers = None if method == "vmap" else _linear_layers(model, params, method)
+    # Both paths hold at most ``chunk_size`` (sample, k) rows at once: here each sample's K
+    # backward directions through every layer (K = 10 for ``exact`` on 10 classes).
+    step = max(1, chunk_size // weights.shape[1])
     try:
-        for s in range(0, x.shape[0], chunk_size) if layers is not None else ():
-            _add(total, _factored_sum(model, params, layers, x[s:s + chunk_size], objective,
-                                      {k: v[s:s + chunk_size] for k, v in rows.items()},
-                                      weights[s:s + chunk_size], reduce))
+        for s in range(0, x.shape[0], step) if layers is not None else ():
+            _add(total, _factored_sum(model, params, layers, x[s:s + step], objective,
+                                      {k: v[s:s + step] for k, v in rows.items()},
+                                      weights[s:s + step], reduce))
         if layers is not None:
             return total
     except _Unfactorable as why:  # found on the first chunk, before anything was added
