@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from forgetless import distributed
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
 from forgetless.strategies.architecture.common import (
@@ -195,6 +196,7 @@ class HardAttentionToTheTask(Strategy):
         with torch.no_grad():
             attention = torch.sigmoid(self.s_max * self.network.embeddings[-1])
             self.used = torch.maximum(self.used, attention)
+        distributed.check_identical([self.used], f"hat's used units after task {task.task_id}")
 
     def state_dict(self) -> dict:
         return {"tasks_started": self.tasks_started, "used": self.used.clone()}

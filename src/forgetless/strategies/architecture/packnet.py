@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from forgetless import distributed
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import TrainingData, register
 from forgetless.strategies.architecture.common import (
@@ -123,6 +124,8 @@ class PackNet(Strategy):
             data = TrainingData(task.train_x, task.train_y, task.task_ids)
             self.learner.run_steps(data, steps, desc=f"fine-tune task {task.task_id + 1}")
         self._move(FINETUNING, IDLE, "after_task")
+        distributed.check_identical(list(self.owners.values()),
+                                    f"packnet's masks after task {task.task_id}")
 
     @torch.no_grad()
     def _prune(self, t: int) -> int:

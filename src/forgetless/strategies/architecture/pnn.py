@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forgetless import distributed
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
 from forgetless.strategies.architecture.common import Block, expect_next_task, network_blocks
@@ -167,6 +168,15 @@ class ProgressiveNeuralNetworks(Strategy):
 
     def forward(self, x, task_ids):
         return self.network(x, task_ids)
+
+    def after_task(self, task) -> None:
+        """In a process group: refuse to go on if the ranks' columns differ (the count, and
+        the task's column and adapters; the weights before them were checked already)."""
+        network = self.network
+        held = [torch.tensor([float(len(network.columns))]),
+                *network.columns[-1].state_dict().values(),
+                *network.adapters[-1].state_dict().values()]
+        distributed.check_identical(held, f"pnn's column for task {task.task_id}")
 
     def state_dict(self) -> dict:
         return {"tasks_started": self.tasks_started}

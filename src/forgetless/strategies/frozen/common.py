@@ -5,13 +5,16 @@ per-class statistics, and ``predict`` classifies features with a classifier buil
 The statistics are sums, so they do not depend on how the data was split into tasks or
 batches (up to float64 rounding): per output unit the count and the sum of features, and, for
 the learners that need it, the Gram matrix (sum of outer products). Nothing else of the data is
-kept: these learners store no raw samples.
+kept: these learners store no raw samples. In a process group each rank computes the features
+of its share of a task and the features are gathered (not the sums: RanPAC chooses its ridge
+from the task's samples), so the statistics are one process's.
 """
 
 from __future__ import annotations
 
 import torch
 
+from forgetless import distributed
 from forgetless.errors import ConfigurationError
 from forgetless.strategies.base import Footprint, Strategy, evaluating, tensor_bytes
 
@@ -113,18 +116,29 @@ class FrozenFeatureStrategy(Strategy):
 
     # ------------------------------------------------------------------ hooks
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The transformed features of ``x``, in chunks of the learner's evaluation batch, with
-        the model in eval mode (its train/eval flags restored after) and no gradients."""
+        """The transformed features of ``x`` (see ``model_features``)."""
+        return self.transform(self.model_features(x))
+
+    def model_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's features of ``x``, in chunks of the learner's evaluation batch, with the
+        model in eval mode (its train/eval flags restored after) and no gradients."""
         model, chunk = self.learner.model, self.learner.eval_batch_size
-        with torch.no_grad(), evaluating(model):
-            return torch.cat([self.transform(model.features(x[start:start + chunk]))
-                              for start in range(0, x.shape[0], chunk)])
+        with torch.no_grad(), evaluating(model):  # no rows (a rank's empty share): one empty chunk
+            return torch.cat([model.features(x[start:start + chunk])
+                              for start in range(0, max(1, x.shape[0]), chunk)])
+
+    def task_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The transformed features of all of a task's ``x``. In a process group each rank
+        runs the model (the whole cost) on its share of the samples and the ranks' features
+        are gathered in order, so every rank adds the same statistics as one process would."""
+        mine = distributed.world().shard(x.shape[0])
+        return self.transform(distributed.all_gather_rows(self.model_features(x[mine])))
 
     def after_task(self, task) -> None:
         if task.train_x.shape[0] == 0:
             return
         device = self.learner.device
-        features = self.features(task.train_x.to(device))
+        features = self.task_features(task.train_x.to(device))
         labels = task.train_y.to(device)
         self.statistics.add(features, labels, self.learner.output_mask.num_outputs)
         self.learned_task(features, labels)

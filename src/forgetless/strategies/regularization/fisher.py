@@ -27,6 +27,12 @@ the outer product ``delta a^T`` of the gradient at the layer's output and its in
 sum over samples of its square (or absolute value) is the matrix product
 ``(delta^2)^T (a^2)`` (Goodfellow 2015, "Efficient per-example gradient computations").
 
+In a process group (``forgetless.distributed``) each rank takes its contiguous share of the
+chosen samples (of the ``batched`` estimator's mini-batches) and the per-rank sums are
+all-reduced before the mean: the cost divides by the ranks and the result is one process's up
+to float rounding. The subset and the ``sampled`` labels are drawn for every sample on every
+rank (same generator, same sizes), so the ranks' generators stay in step.
+
 Everything runs in eval mode (dropout off, BatchNorm on its running statistics, samples
 independent) under the output mask that training uses (``output_mask``: None, one row of allowed
 units, or one row per sample for task-incremental heads). The model is left exactly as it was:
@@ -40,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from forgetless import distributed
 from forgetless.errors import ConfigurationError, DataError
 from forgetless.models.heads import apply_mask
 from forgetless.strategies.base import evaluating
@@ -81,19 +88,33 @@ def fisher_diagonal(model: nn.Module, data, estimator: str = "exact",
     with evaluating(model):
         if estimator == "batched":
             return _batched_fisher(model, params, x, y, mask, batch_size)
-        with torch.no_grad():
-            probs = F.softmax(apply_mask(model(x), mask), dim=1)
+        mine = distributed.world().shard(x.shape[0])  # this rank's share of the samples
         if estimator == "exact":
-            targets = mask.any(0).nonzero().flatten().expand(x.shape[0], -1)
+            probs = _probabilities(model, x[mine], mask[mine])
+            # every unit any sample allows (the same on every rank); masked ones weigh 0
+            targets = mask.any(0).nonzero().flatten().expand(probs.shape[0], -1)
             weights = probs.gather(1, targets)
         else:
-            targets = (sample_labels(probs, generator) if estimator == "sampled"
-                       else y[:, None])
-            weights = torch.ones_like(targets, dtype=probs.dtype)
-        total = _per_sample_sum(model, params, x, _log_likelihood,
-                                {"mask": mask, "targets": targets}, weights, torch.square,
+            # sampled: every rank draws every sample's label, so the generator moves alike
+            targets = (sample_labels(_probabilities(model, x, mask), generator)[mine]
+                       if estimator == "sampled" else y[mine, None])
+            weights = torch.ones_like(targets, dtype=x.dtype)
+        total = _per_sample_sum(model, params, x[mine], _log_likelihood,
+                                {"mask": mask[mine], "targets": targets}, weights, torch.square,
                                 method, chunk_size)
-        return {name: value / x.shape[0] for name, value in total.items()}
+        return _mean_over_ranks(total, x.shape[0])
+
+
+def _probabilities(model, x, mask):
+    with torch.no_grad():
+        return F.softmax(apply_mask(model(x), mask), dim=1)
+
+
+def _mean_over_ranks(total: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:
+    """Per-rank sums over shares of ``count`` samples (or batches) to their mean over all of
+    them: one all-reduce in a process group, a division alone in one process."""
+    distributed.all_reduce_sum_(list(total.values()))
+    return {name: value / count for name, value in total.items()}
 
 
 def sample_labels(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -115,11 +136,12 @@ def mas_importance(model: nn.Module, data, num_samples: int | None = None,
     with ``f(x)`` the allowed output units (masked ones count as zero). Needs no labels."""
     x, _, mask = _select(model, data, num_samples, output_mask, generator, needs_labels=False)
     params = trainable(model)
+    mine = distributed.world().shard(x.shape[0])
     with evaluating(model):
-        weights = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
-        total = _per_sample_sum(model, params, x, _squared_norm, {"mask": mask}, weights,
-                                torch.abs, method, chunk_size)
-        return {name: value / x.shape[0] for name, value in total.items()}
+        weights = torch.ones(x[mine].shape[0], 1, dtype=x.dtype, device=x.device)
+        total = _per_sample_sum(model, params, x[mine], _squared_norm, {"mask": mask[mine]},
+                                weights, torch.abs, method, chunk_size)
+        return _mean_over_ranks(total, x.shape[0])
 
 
 # ---------------------------------------------------------------- per-sample objectives
@@ -238,8 +260,8 @@ def _factored_sum(model, params, layers, x, objective, rows, weights, reduce):
 def _batched_fisher(model, params, x, y, mask, batch_size):
     names, tensors = list(params), list(params.values())
     total = [torch.zeros_like(p) for p in tensors]
-    batches = 0
-    for start in range(0, x.shape[0], batch_size):
+    starts = range(0, x.shape[0], batch_size)
+    for start in starts[distributed.world().shard(len(starts))]:  # this rank's batches
         with torch.enable_grad():
             logits = apply_mask(model(x[start:start + batch_size]),
                                 mask[start:start + batch_size])
@@ -248,8 +270,7 @@ def _batched_fisher(model, params, x, y, mask, batch_size):
         for acc, g in zip(total, grads, strict=True):
             if g is not None:
                 acc += g.square()
-        batches += 1
-    return {n: t / batches for n, t in zip(names, total, strict=True)}
+    return _mean_over_ranks(dict(zip(names, total, strict=True)), len(starts))
 
 
 # ---------------------------------------------------------------- inputs and model state
