@@ -84,6 +84,11 @@ class _IndexedSet:
         return len(self.items)
 
 
+def padded(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """``tensor`` followed by zero rows up to ``rows`` rows."""
+    return torch.cat([tensor, tensor.new_zeros((rows - tensor.shape[0], *tensor.shape[1:]))])
+
+
 class ReplayBuffer:
     """Inputs, labels, task ids and (optionally, for DER++) logits of at most ``capacity``
     samples. Storage is allocated on the first ``add`` (shapes come from the data).
@@ -198,8 +203,7 @@ class ReplayBuffer:
         return torch.tensor(rows, dtype=torch.long)
 
     def _grow(self, rows: int) -> None:
-        self.store = {k: torch.cat([v, v.new_zeros((rows - v.shape[0], *v.shape[1:]))])
-                      for k, v in self.store.items()}
+        self.store = {k: padded(v, rows) for k, v in self.store.items()}
 
     def _allocate(self, fields: dict[str, torch.Tensor]) -> None:
         if not self.store:
@@ -341,9 +345,7 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """The whole buffer (gathered from every rank: the state of one process's buffer)."""
-        held = self.tensors()
-        store = {k: torch.cat([v, v.new_zeros((self.capacity - v.shape[0], *v.shape[1:]))])
-                 for k, v in held.items()}
+        store = {k: padded(v, self.capacity) for k, v in self.tensors().items()}
         return {"capacity": self.capacity, "policy": self.policy, "size": self.size,
                 "seen": self.seen, "store": store,
                 "class_slots": {c: list(s.items) for c, s in self.class_slots.items()},
