@@ -18,14 +18,16 @@ from forgetless.checkpoint import load_checkpoint
 from forgetless.config import RunConfig
 from forgetless.experiments.runner import prepare, run
 from forgetless.strategies.replay.buffer import ReplayBuffer
+from forgetless.strategies.replay.common import ReplayShare
 
 BUDGET = {"iterations": 20, "batch_size": 64, "seed": 0, "model_options": {"hidden": [100]}}
 SMALL_GENERATOR = {"generator_hidden": [100], "latent": 32, "generator_lr": 3e-3}
 
 
-def config(strategy: str, scenario: str = "class", tasks: int = 5, **params) -> RunConfig:
+def config(strategy: str, scenario: str = "class", tasks: int = 5, budget: dict | None = None,
+           **params) -> RunConfig:
     return RunConfig(strategy=strategy, scenario=scenario, tasks=tasks, strategy_params=params,
-                     **BUDGET)
+                     **{**BUDGET, **(budget or {})})
 
 
 #: Every replay strategy, both buffer policies, both generators.
@@ -34,6 +36,8 @@ MATRIX_CONFIGS = {
     "er class_balanced stream": config("er", buffer_size=200, policy="class_balanced",
                                        fill="stream"),
     "er-ace": config("er-ace", buffer_size=200),
+    # 5 classes a task in batches of 9: a rank's rows often miss a class the other's hold
+    "er-ace small batches": config("er-ace", tasks=2, budget={"batch_size": 9}, buffer_size=200),
     "derpp": config("derpp", buffer_size=200),
     "derpp class_balanced": config("derpp", buffer_size=200, policy="class_balanced"),
     "mir": config("mir", buffer_size=200, replay_batch_size=16),
@@ -41,7 +45,9 @@ MATRIX_CONFIGS = {
     "gem": config("gem", "task", memory_per_task=64),
     "gdumb": config("gdumb", buffer_size=200),
     "icarl": config("icarl", buffer_size=200),
-    "generative-replay vae": config("generative-replay", **SMALL_GENERATOR),
+    # 15 replayed rows: 8 on one rank, 7 on the other, so each rank's mean needs its weight
+    "generative-replay vae": config("generative-replay", replay_batch_size=15,
+                                    **SMALL_GENERATOR),
     # adversarial training amplifies float rounding (at a larger learning rate, to a
     # different generator), so the GAN is compared on two tasks at its own learning rate
     "generative-replay gan": config("generative-replay", "domain", tasks=2, generator="gan",
@@ -60,17 +66,24 @@ def buffers(strategy) -> list[ReplayBuffer]:
         [part.buffer] if hasattr(part, "buffer") else [])
 
 
+def weights(module) -> dict[str, torch.Tensor] | None:
+    return None if module is None else {k: v.clone() for k, v in module.state_dict().items()}
+
+
 def fitted(run_config: RunConfig) -> tuple:
     """The run's accuracy matrix; each rank's (bytes held, the whole buffer's bytes) of every
-    buffer of the strategy, gathered from the ranks; the weights of its generator, if any."""
+    buffer of the strategy, gathered from the ranks; the weights of the model and of the
+    strategy's generator, if any."""
     experiment = prepare(run_config, progress=False)
-    matrix = experiment.learner.fit(experiment.stream).accuracy_matrix
-    part = experiment.learner.strategy.parts[0]
-    held = [(b.nbytes, b.run_nbytes) for b in buffers(experiment.learner.strategy)]
-    generator = getattr(part, "generator", None)
+    learner = experiment.learner
+    matrix = learner.fit(experiment.stream).accuracy_matrix
+    held = [(b.nbytes, b.run_nbytes) for b in buffers(learner.strategy)]
     return (matrix, distributed.all_gather_rows(torch.tensor(held).view(1, -1, 2)).tolist(),
-            None if generator is None else {k: v.clone() for k, v in
-                                            generator.state_dict().items()})
+            weights(learner.model), weights(getattr(learner.strategy.parts[0], "generator", None)))
+
+
+def largest_gap(one: dict[str, torch.Tensor], two: dict[str, torch.Tensor]) -> float:
+    return max((one[k] - two[k]).abs().max().item() for k in one)
 
 
 def checkpointed(run_config: RunConfig, folder: str) -> list[list[float]]:
@@ -97,8 +110,24 @@ def offered_buffer(policy: str) -> dict:
             "whole": buffer.run_nbytes}
 
 
+def replay_share_gradient() -> torch.Tensor:
+    """The gradient of a batch's mean loss plus a replayed sample's mean loss, each rank
+    holding its share of the 9 batch rows (5 and 4) and of the 7 replayed rows (4 and 3),
+    averaged as the Learner averages: one process's gradient when ``ReplayShare`` is right."""
+    data = torch.Generator().manual_seed(3)
+    batch, replayed = torch.randn(9, 3, generator=data), torch.randn(7, 3, generator=data) + 1
+    world, weight = distributed.world(), torch.ones(3, requires_grad=True)
+    batch, replayed = batch[world.shard(9)], replayed[world.shard(7)]
+    share = ReplayShare(batch)
+    loss = (batch @ weight).square().mean() + share.of(
+        (replayed @ weight).square().mean(), len(replayed), 7)
+    loss.backward()
+    distributed.average_gradients([weight], len(batch))
+    return weight.grad
+
+
 JOBS = {"fitted": fitted, "checkpointed": checkpointed, "resumed": resumed,
-        "buffer": offered_buffer}
+        "buffer": offered_buffer, "share": replay_share_gradient}
 
 
 def job(spec: tuple):
@@ -127,7 +156,7 @@ def runs(tmp_path_factory):
     for name in CHECKPOINT_CONFIGS:
         here[name], there[name] = folder / f"{name} single", folder / f"{name} ranks"
     matrix_jobs = [("fitted", c) for c in MATRIX_CONFIGS.values()]
-    buffer_jobs = [("buffer", "reservoir"), ("buffer", "class_balanced")]
+    buffer_jobs = [("buffer", "reservoir"), ("buffer", "class_balanced"), ("share",)]
     saved_here = single([("checkpointed", c, str(here[n]))
                          for n, c in CHECKPOINT_CONFIGS.items()], job)
     for name in CHECKPOINT_CONFIGS:
@@ -145,9 +174,11 @@ def runs(tmp_path_factory):
         keep_only_the_first_task(there[name])
     resumed_here = single([("resumed", cfg, str(there[n]))
                            for n, cfg in CHECKPOINT_CONFIGS.items()], job)
+    b = len(buffer_jobs)
     return {"ones": ones[:k], "twos": twos[:k], "buffers": (ones[k:k + 2], twos[k:k + 2]),
-            "saved_here": saved_here, "resumed_there": twos[k + 2:k + 2 + c],
-            "saved_there": twos[k + 2 + c:], "resumed_here": resumed_here, "states": states}
+            "share": (ones[k + 2], twos[k + 2]), "saved_here": saved_here,
+            "resumed_there": twos[k + b:k + b + c], "saved_there": twos[k + b + c:],
+            "resumed_here": resumed_here, "states": states}
 
 
 def test_two_ranks_give_the_single_process_matrix_for_every_replay_strategy(runs):
@@ -159,24 +190,26 @@ def test_two_ranks_give_the_single_process_matrix_for_every_replay_strategy(runs
         assert sum(matrix[-1]) / len(matrix[-1]) > 0.3, (name, matrix[-1])
 
 
-def test_a_generator_trained_on_two_ranks_is_the_single_process_generator(runs):
-    compared = 0
+def test_two_ranks_train_the_single_process_model_and_generator_to_float_rounding(runs):
+    """Closer than the matrix shows: the weights themselves (measured within 6e-6)."""
+    generators = 0
     for name, one, two in zip(MATRIX_CONFIGS, runs["ones"], runs["twos"], strict=True):
-        if one[2] is not None:
-            compared += 1
-            gap = max((one[2][k] - two[2][k]).abs().max().item() for k in one[2])
-            assert gap < 1e-4, (name, gap)
-    assert compared == 2
+        if name != "generative-replay gan":  # its adversarial game amplifies the rounding
+            assert largest_gap(one[2], two[2]) < 1e-4, name
+        if one[3] is not None:
+            generators += 1
+            assert largest_gap(one[3], two[3]) < 1e-4, name
+    assert generators == 2
 
 
 def test_each_rank_stores_about_half_of_every_buffer(runs):
-    for name, (_, held, _) in zip(MATRIX_CONFIGS, runs["twos"], strict=True):
+    for name, (_, held, *_) in zip(MATRIX_CONFIGS, runs["twos"], strict=True):
         for rank_0, rank_1 in zip(*held, strict=True):
             whole = rank_0[1]
             assert whole == rank_1[1] > 0, name
             assert 0.35 * whole <= rank_0[0] <= 0.65 * whole, (name, held)
             assert 0.35 * whole <= rank_1[0] <= 0.65 * whole, (name, held)
-    for _, held, _ in runs["ones"]:  # one process holds the whole buffer
+    for _, held, *_ in runs["ones"]:  # one process holds the whole buffer
         assert all(rows == whole for rows, whole in held[0])
 
 
@@ -190,6 +223,11 @@ def test_a_sharded_buffer_holds_and_draws_what_one_buffer_holds_and_draws(runs):
         assert len(one["drawn"]) == 25
         assert one["rows"] == one["whole"] and 0.35 * two["whole"] <= two["rows"] <= \
             0.65 * two["whole"]
+
+
+def test_a_replayed_mean_shared_by_two_ranks_trains_as_one_process_mean(runs):
+    one, two = runs["share"]
+    assert torch.allclose(one, two, rtol=1e-5), (one, two)
 
 
 def test_a_checkpoint_from_two_ranks_is_the_single_process_one(runs):
