@@ -203,12 +203,14 @@ def test_two_ranks_train_the_single_process_model_and_generator_to_float_roundin
 
 
 def test_each_rank_stores_about_half_of_every_buffer(runs):
+    """A rank allocates half the capacity, grown (in sixteenths) to the most slots it held at
+    once: half, plus the excursion of a random walk (measured: 50-63% of the buffer)."""
     for name, (_, held, *_) in zip(MATRIX_CONFIGS, runs["twos"], strict=True):
         for rank_0, rank_1 in zip(*held, strict=True):
             whole = rank_0[1]
             assert whole == rank_1[1] > 0, name
-            assert 0.35 * whole <= rank_0[0] <= 0.65 * whole, (name, held)
-            assert 0.35 * whole <= rank_1[0] <= 0.65 * whole, (name, held)
+            assert 0.5 * whole <= rank_0[0] <= 0.7 * whole, (name, held)
+            assert 0.5 * whole <= rank_1[0] <= 0.7 * whole, (name, held)
     for _, held, *_ in runs["ones"]:  # one process holds the whole buffer
         assert all(rows == whole for rows, whole in held[0])
 
@@ -221,8 +223,8 @@ def test_a_sharded_buffer_holds_and_draws_what_one_buffer_holds_and_draws(runs):
             assert torch.equal(one["held"][key], two["held"][key]), key
         assert sorted(one["drawn"].tolist()) == sorted(two["drawn"].tolist())
         assert len(one["drawn"]) == 25
-        assert one["rows"] == one["whole"] and 0.35 * two["whole"] <= two["rows"] <= \
-            0.65 * two["whole"]
+        assert one["rows"] == one["whole"] and 0.5 * two["whole"] <= two["rows"] <= \
+            0.7 * two["whole"]
 
 
 def test_a_replayed_mean_shared_by_two_ranks_trains_as_one_process_mean(runs):
