@@ -181,6 +181,20 @@ MUTANTS = [  # (what is switched off, file, line(s), replacement, tests that mus
      '        return token_cross_entropy(logits, y)\n',
      '        return token_cross_entropy(logits, y.clamp_min(0))\n',
      'tests/test_objectives.py -k answer_tokens_only'),
+    # one run on 2 ranks (each about 40 s: the module's runs spawn one process group)
+    ('distributed replay means not shared', S + 'replay/common.py',
+     '        return mean * (rows * self.run_rows / (self.batch_rows * drawn))',
+     '        return mean', 'tests/test_distributed_replay.py'),
+    ('distributed er-ace local present classes', S + 'replay/er_ace.py',
+     '    present = distributed.all_reduce_sum_([present])[0] > 0',
+     '    present = present > 0', 'tests/test_distributed_replay.py'),
+    ('distributed mir local top-k', S + 'replay/buffer.py',
+     '        return distributed.all_reduce_sum_([spread])[0]',
+     "        return spread.masked_fill(~mine.to(values.device), -float('inf'))",
+     'tests/test_distributed_replay.py'),
+    ('distributed first visit per rank', 'src/forgetless/learner.py',
+     '            self._visited[index] = True', '            self._visited[share] = True',
+     'tests/test_distributed_replay.py'),
 ]
 
 

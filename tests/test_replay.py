@@ -261,8 +261,8 @@ def test_generative_replay_rehearses_each_generated_batch_for_replay_every_steps
     drawn, rehearsed = [], []
     sample = GenerativeMemory.sample
 
-    def recorded_sample(memory, n, rng=None):
-        drawn.append(sample(memory, n, rng))
+    def recorded_sample(memory, n, rng=None, rows=None):
+        drawn.append(sample(memory, n, rng, rows))
         return drawn[-1]
 
     monkeypatch.setattr(GenerativeMemory, "sample", recorded_sample)

@@ -478,12 +478,13 @@ class Learner:
         for step, index in enumerate(batches):
             if before_batch is not None:
                 before_batch(step)
-            if world.distributed:  # this rank's share of the global batch
-                index = index[world.shard(index.numel())]
+            # this rank's share of the global batch; the whole batch counts as visited, so a
+            # sample's first visit is the run's whichever rank trains on it (replay offers it)
+            share = index[world.shard(index.numel())] if world.distributed else index
             self.step_in_task = step
-            self.first_visit = ~self._visited[index]
+            self.first_visit = ~self._visited[share]
             self._visited[index] = True
-            self.train_step(Batch(x[index], y[index], task_ids[index]))
+            self.train_step(Batch(x[share], y[share], task_ids[share]))
             self.global_step += 1
             if monitor is not None:
                 monitor.after_step(self, self.global_step)

@@ -28,6 +28,9 @@ Class-incremental runs train A-GEM's current and memory losses over the whole he
 (``trains_whole_head``), not the classes seen so far as the other strategies do: under that
 mask A-GEM loses its old classes (0.345 against 0.768 on the issue-12 protocol; the ablation is
 in docs/replay.md and benchmarks/issue12.md).
+
+In a process group the memory batch is drawn over the global buffer and its reference gradient
+is the mean over every rank's part of it (``memory_gradient``), the same on every rank.
 """
 
 from __future__ import annotations

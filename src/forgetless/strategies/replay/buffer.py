@@ -16,12 +16,23 @@ classes holding that many, so "a random largest class" and "a random slot of it"
 ``sample(n)`` returns a :class:`~forgetless.strategies.base.Batch`, the interface generators
 offer too (``generative_replay.GenerativeMemory``), so replay code does not care where its
 samples come from.
+
+In a process group the buffer is sharded with sampling equivalent to one global buffer: the
+decisions are made alike on every rank over the whole offer (the ranks' rows in rank order are
+the global batch's rows in order, since shares are contiguous) with one process's draws, each
+rank stores the winners that came from its own rows, and ``sample`` returns this rank's part
+of the global draw. The Learner weights each rank's gradient by its rows, so a replayed batch
+concatenated to the current one trains exactly as one process's would.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from forgetless import distributed
+from forgetless.distributed import World
 from forgetless.errors import ConfigurationError
 from forgetless.strategies.base import Batch, Footprint, Strategy, tensor_bytes
 
@@ -73,9 +84,22 @@ class _IndexedSet:
         return len(self.items)
 
 
+def padded(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """``tensor`` followed by zero rows up to ``rows`` rows."""
+    return torch.cat([tensor, tensor.new_zeros((rows - tensor.shape[0], *tensor.shape[1:]))])
+
+
 class ReplayBuffer:
     """Inputs, labels, task ids and (optionally, for DER++) logits of at most ``capacity``
-    samples. Storage is allocated on the first ``add`` (shapes come from the data)."""
+    samples. Storage is allocated on the first ``add`` (shapes come from the data).
+
+    In a process group (``forgetless.distributed``) the buffer is one global buffer whose
+    storage is sharded: every rank makes the same decisions (which offered sample takes which
+    slot, which slots a ``sample`` draws) over the run's whole offer, with the same draws from
+    the shared generator as one process, and keeps only the samples that came from its own rows
+    (``owner`` and ``row`` say, for every slot, which rank holds it and where). ``sample``
+    returns this rank's part of the global draw, so a replayed batch trained data-parallel is
+    the batch one process replays; ``tensors`` and ``state_dict`` gather the whole buffer."""
 
     def __init__(self, capacity: int, policy: str = "reservoir") -> None:
         self.capacity = check_buffer_size(capacity)
@@ -85,9 +109,14 @@ class ReplayBuffer:
                 "(e.g. --set policy=class_balanced)."
             )
         self.policy = policy
-        self.size = 0  # slots filled
-        self.seen = 0  # samples offered so far
-        self.store: dict[str, torch.Tensor] = {}
+        self.size = 0  # slots filled (over every rank)
+        self.seen = 0  # samples offered so far (over every rank)
+        self.store: dict[str, torch.Tensor] = {}  # this rank's samples, one per row
+        # per slot: the rank holding its sample, and (on that rank) the row of ``store``
+        self.owner = torch.full((self.capacity,), -1, dtype=torch.long)
+        self.row = torch.full((self.capacity,), -1, dtype=torch.long)
+        self.free_rows: list[int] = []  # rows of ``store`` whose slot moved to another rank
+        self.rows_used = 0
         # class_balanced bookkeeping
         self.class_slots: dict[int, _IndexedSet] = {}
         self.class_seen: dict[int, int] = {}
@@ -99,25 +128,36 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of samples this rank holds (about 1/N of the buffer's on each of N ranks)."""
         return tensor_bytes(self.store)
+
+    @property
+    def run_nbytes(self) -> int:
+        """Bytes the whole buffer holds: one process's ``nbytes``, whatever the ranks."""
+        return sum(v.element_size() * math.prod(v.shape[1:]) for v in self.store.values()) \
+            * self.capacity
 
     # ------------------------------------------------------------------ adding
     def add(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor,
             logits: torch.Tensor | None = None, generator: torch.Generator | None = None) -> None:
-        """Offer a batch of samples; the policy decides which are kept and where."""
+        """Offer a batch of samples; the policy decides which are kept and where. In a process
+        group each rank offers its rows (any number, possibly none) and every rank calls this:
+        the decisions are made over the ranks' rows concatenated in rank order."""
         fields = {"x": x, "y": y, "task_ids": task_ids}
         if logits is not None:
             fields["logits"] = logits
         fields = {k: v.detach() for k, v in fields.items()}
         self._allocate(fields)
-        b = x.shape[0]
+        offered = distributed.all_gather_rows(torch.tensor([x.shape[0]]))  # rows per rank
+        b = int(offered.sum())
         if b == 0:
             return
         u = torch.rand(b, 2, generator=generator)
         if self.policy == "reservoir":
             slots = self._reservoir_slots(u[:, 0])
         else:
-            slots = self._class_balanced_slots(y.tolist(), u.tolist())
+            labels = distributed.all_gather_rows(y.detach().cpu()).tolist()
+            slots = self._class_balanced_slots(labels, u.tolist())
         self.seen += b
         keep = slots >= 0
         if not keep.any():
@@ -128,13 +168,48 @@ class ReplayBuffer:
         unique, inverse = torch.unique(slots, return_inverse=True)
         last = torch.full((unique.numel(),), -1, dtype=torch.long).scatter_reduce(
             0, inverse, index, "amax")
+        self._store_winners(unique, last, offered, fields)
+
+    def _store_winners(self, slots: torch.Tensor, winners: torch.Tensor, offered: torch.Tensor,
+                       fields: dict[str, torch.Tensor]) -> None:
+        """Slot ``slots[i]`` now holds offered sample ``winners[i]`` (an index into the ranks'
+        rows in rank order): its owner is the rank that offered it, which stores it."""
+        rank = distributed.world().rank
+        ends = offered.cumsum(0)
+        owners = torch.searchsorted(ends, winners, right=True)
+        here = owners == rank
+        leaving = (self.owner[slots] == rank) & ~here
+        self.free_rows.extend(self.row[slots[leaving]].tolist())
+        self.row[slots[leaving]] = -1
+        self.owner[slots] = owners
+        arriving = slots[here & (self.row[slots] < 0)]
+        self.row[arriving] = self._take_rows(arriving.numel())
+        rows, local = self.row[slots[here]], winners[here] - (ends[rank] - offered[rank])
         for name, value in fields.items():
             store = self.store[name]
-            store[unique.to(store.device)] = value[last.to(value.device)].to(store.device)
+            store[rows.to(store.device)] = value[local.to(value.device)].to(store.device)
+
+    def _take_rows(self, n: int) -> torch.Tensor:
+        """``n`` free rows of this rank's storage, grown (in steps of an eighth of a rank's
+        share of the capacity) when it is full."""
+        reused, self.free_rows = self.free_rows[:n], self.free_rows[n:]
+        fresh = n - len(reused)
+        rows = reused + list(range(self.rows_used, self.rows_used + fresh))
+        self.rows_used += fresh
+        allocated = next(iter(self.store.values())).shape[0]
+        if self.rows_used > allocated:
+            step = -(-self.capacity // (8 * distributed.world().size))
+            self._grow(min(self.capacity, max(self.rows_used, allocated + step)))
+        return torch.tensor(rows, dtype=torch.long)
+
+    def _grow(self, rows: int) -> None:
+        self.store = {k: padded(v, rows) for k, v in self.store.items()}
 
     def _allocate(self, fields: dict[str, torch.Tensor]) -> None:
         if not self.store:
-            self.store = {k: torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype,
+            # one process holds the whole capacity; a rank of N starts with its share
+            rows = -(-self.capacity // distributed.world().size)
+            self.store = {k: torch.zeros((rows, *v.shape[1:]), dtype=v.dtype,
                                          device=v.device) for k, v in fields.items()}
             return
         if set(fields) != set(self.store):
@@ -202,50 +277,103 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ reading
     def assign(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor,
                logits: torch.Tensor | None = None) -> None:
-        """Replace the contents with exactly these samples (iCaRL's herding chooses them)."""
+        """Replace the contents with exactly these samples (iCaRL's herding, GDumb's sampler
+        choose them); in a process group every rank gives the same samples and keeps its
+        share."""
         if x.shape[0] > self.capacity:
             raise ConfigurationError(f"{x.shape[0]} samples do not fit a buffer of "
                                      f"{self.capacity}.")
         capacity, policy = self.capacity, self.policy
         self.__init__(capacity, policy)
-        self.add(x, y, task_ids, logits)
+        rows = distributed.world().shard(x.shape[0])
+        self.add(x[rows], y[rows], task_ids[rows], None if logits is None else logits[rows])
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """The held samples (views, in slot order)."""
-        return {k: v[: self.size] for k, v in self.store.items()}
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Batch:
-        """``n`` held samples drawn uniformly without replacement (fewer if fewer are held);
-        stored logits come back in ``extras["logits"]``."""
+    def draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` slots drawn uniformly without replacement (fewer if fewer are held): the same
+        on every rank."""
         if self.size == 0:
             raise ConfigurationError("the replay buffer is empty; add samples before sampling.")
-        index = torch.randperm(self.size, generator=generator)[:n]
-        held = {k: v[index.to(v.device)] for k, v in self.store.items()}
+        return torch.randperm(self.size, generator=generator)[:n]
+
+    def held(self, slots: torch.Tensor) -> Batch:
+        """The samples of ``slots`` that this rank holds (all of them in one process), in the
+        order of ``slots``; stored logits come back in ``extras["logits"]``."""
+        slots = slots[self.owner[slots] == distributed.world().rank]
+        rows = self.row[slots]
+        held = {k: v[rows.to(v.device)] for k, v in self.store.items()}
         extras = {"logits": held["logits"]} if "logits" in held else {}
         return Batch(held["x"], held["y"], held["task_ids"], extras)
 
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Batch:
+        """``n`` held samples drawn uniformly without replacement (fewer if fewer are held);
+        in a process group, this rank's part of that draw (see ``held``)."""
+        return self.held(self.draw(n, generator))
+
+    def spread(self, slots: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``values`` of this rank's samples of ``slots`` (as ``held`` returns them) placed in
+        one vector over every slot of ``slots``, the other ranks' values at theirs: the same
+        vector on every rank (MIR ranks its candidates over it)."""
+        mine = self.owner[slots] == distributed.world().rank
+        spread = values.new_zeros(slots.shape[0])
+        spread[mine.to(values.device)] = values
+        return distributed.all_reduce_sum_([spread])[0]
+
+    def local_tensors(self) -> dict[str, torch.Tensor]:
+        """The samples this rank holds, in slot order (all of them in one process)."""
+        slots = (self.owner[: self.size] == distributed.world().rank).nonzero().squeeze(1)
+        rows = self.row[slots]
+        return {k: v[rows.to(v.device)] for k, v in self.store.items()}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The held samples of every rank, in slot order (gathered: every rank calls it)."""
+        if not distributed.world().distributed:
+            return self.local_tensors()
+        slots = distributed.all_gather_rows(
+            (self.owner[: self.size] == distributed.world().rank).nonzero().squeeze(1))
+        order = torch.empty_like(slots)
+        order[slots] = torch.arange(slots.numel())
+        return {k: distributed.all_gather_rows(v)[order.to(v.device)]
+                for k, v in self.local_tensors().items()}
+
     def class_counts(self) -> dict[int, int]:
-        labels, counts = torch.unique(self.store["y"][: self.size], return_counts=True) \
+        """Held samples per class (over every rank)."""
+        held = self.tensors()
+        labels, counts = torch.unique(held["y"], return_counts=True) \
             if self.size else (torch.zeros(0), torch.zeros(0))
         return dict(zip(labels.tolist(), counts.tolist(), strict=True))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
+        """The whole buffer (gathered from every rank: the state of one process's buffer)."""
+        store = {k: padded(v, self.capacity) for k, v in self.tensors().items()}
         return {"capacity": self.capacity, "policy": self.policy, "size": self.size,
-                "seen": self.seen, "store": {k: v.clone() for k, v in self.store.items()},
+                "seen": self.seen, "store": store,
                 "class_slots": {c: list(s.items) for c, s in self.class_slots.items()},
                 "class_seen": dict(self.class_seen),
                 "by_count": {n: list(s.items) for n, s in self.by_count.items()},
                 "max_count": self.max_count}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a saved buffer on any number of ranks: each keeps its contiguous share of
+        the filled slots."""
         if state["capacity"] != self.capacity or state["policy"] != self.policy:
             raise ConfigurationError(
                 f"the saved buffer has capacity {state['capacity']} and policy "
                 f"'{state['policy']}' but this one {self.capacity} and '{self.policy}'; "
                 "restore with the same buffer_size and policy.")
+        self.__init__(self.capacity, self.policy)
         self.size, self.seen = int(state["size"]), int(state["seen"])
-        self.store = {k: v.clone() for k, v in state["store"].items()}
+        world = distributed.world()
+        if state["store"]:
+            self._allocate({k: v[:0] for k, v in state["store"].items()})
+            for rank in range(world.size):
+                self.owner[: self.size][World(rank, world.size).shard(self.size)] = rank
+            mine = self.owner[: self.size] == world.rank
+            slots = mine.nonzero().squeeze(1)
+            self.row[slots] = self._take_rows(slots.numel())
+            for k, v in state["store"].items():
+                self.store[k][self.row[slots].to(self.store[k].device)] = \
+                    v[: self.size][mine.to(v.device)].to(self.store[k].device)
         self.class_slots = {int(c): _IndexedSet(s) for c, s in state["class_slots"].items()}
         self.class_seen = {int(c): int(n) for c, n in state["class_seen"].items()}
         self.by_count = {int(n): _IndexedSet(s) for n, s in state["by_count"].items()}
@@ -261,10 +389,8 @@ def offer_first_visits(buffer: ReplayBuffer, learner, batch: Batch,
     al. 2020). Samples another strategy appended to the batch (the loop's come first) are not
     offered. Outside the Learner's loop (no ``first_visit``) the whole batch is offered."""
     new = learner.first_visit
-    if new is not None:
+    if new is not None:  # every rank offers, possibly nothing: the buffer decides over all
         new = torch.cat([new[: len(batch)], new.new_zeros(max(0, len(batch) - len(new)))])
-        if not bool(new.any()):
-            return
         batch = Batch(batch.x[new], batch.y[new], batch.task_ids[new])
         logits = None if logits is None else logits[new]
     buffer.add(batch.x, batch.y, batch.task_ids, logits=logits, generator=learner.generator)
@@ -272,10 +398,11 @@ def offer_first_visits(buffer: ReplayBuffer, learner, batch: Batch,
 
 def offer_task(buffer: ReplayBuffer, learner, task) -> None:
     """Offer every training sample of a finished ``task`` once (an episodic memory of
-    finished tasks: A-GEM's, and ER's with ``fill="task_end"``)."""
-    device = learner.device
-    buffer.add(task.train_x.to(device), task.train_y.to(device), task.task_ids.to(device),
-               generator=learner.generator)
+    finished tasks: A-GEM's, and ER's with ``fill="task_end"``). Every rank holds the whole
+    task and offers its contiguous share, so the ranks' offers in rank order are the task."""
+    device, rows = learner.device, distributed.world().shard(task.train_x.shape[0])
+    buffer.add(task.train_x[rows].to(device), task.train_y[rows].to(device),
+               task.task_ids[rows].to(device), generator=learner.generator)
 
 
 FILLS = ("task_end", "stream")
@@ -304,4 +431,4 @@ class MemoryStrategy(Strategy):
         self.buffer.load_state_dict(state["buffer"])
 
     def footprint(self) -> Footprint:
-        return Footprint(self.buffer.nbytes, stores_raw_data=True)
+        return Footprint(self.buffer.run_nbytes, stores_raw_data=True)

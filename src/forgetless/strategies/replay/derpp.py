@@ -11,6 +11,9 @@ The logits matched are the whole output layer, unmasked, as stored. The current 
 samples present when this strategy's ``extend_batch`` runs) is offered to the buffer with its
 logits from this step's forward pass, each sample once: on its first visit in its task, so the
 logits kept are those of the first visit, as in the paper.
+
+In a process group both replay terms are means over the whole replayed draw, each rank's
+share of it weighted by ``ReplayShare``, so the step is one process's.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from forgetless.strategies.replay.buffer import (
     check_batch_size,
     offer_first_visits,
 )
+from forgetless.strategies.replay.common import ReplayShare
 
 
 @register("derpp")
@@ -57,14 +61,20 @@ class DERPlusPlus(MemoryStrategy):
         term = None
         if len(self.buffer):
             n = self.replay_batch_size or learner.batch_size
+            share, drawn = ReplayShare(batch), min(n, len(self.buffer))
             memory = self.buffer.sample(n, generator)
-            replay_logits = learner.forward(memory.x, memory.task_ids)
-            term = self.alpha * learner.objective.logit_matching(replay_logits,
-                                                                 memory.extras["logits"])
+            if len(memory):  # this rank's part of the draw (all of it in one process)
+                replay_logits = learner.forward(memory.x, memory.task_ids)
+                term = self.alpha * share.of(learner.objective.logit_matching(
+                    replay_logits, memory.extras["logits"]), len(memory), drawn)
             if self.beta > 0:
                 memory = self.buffer.sample(n, generator)
-                replay_logits = learner.forward(memory.x, memory.task_ids)
-                term = term + self.beta * learner.loss(replay_logits, memory.y, memory.task_ids)
+                replay_logits = learner.forward(memory.x, memory.task_ids) if len(memory) \
+                    else None
+                if replay_logits is not None:
+                    labels = self.beta * share.of(learner.loss(
+                        replay_logits, memory.y, memory.task_ids), len(memory), drawn)
+                    term = labels if term is None else term + labels
         fresh = self._fresh
         offer_first_visits(self.buffer, learner, Batch(batch.x[:fresh], batch.y[:fresh],
                                                        batch.task_ids[:fresh]),

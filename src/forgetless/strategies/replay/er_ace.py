@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from forgetless import distributed
 from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
 from forgetless.strategies.base import Batch
@@ -34,9 +35,11 @@ from forgetless.strategies.replay.er import ExperienceReplay
 
 
 def present_classes_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy of ``logits`` over the classes that occur in ``y`` only."""
-    present = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
-    present[y.unique()] = True
+    """Summed cross-entropy of ``logits`` over the classes that occur in ``y`` only; in a
+    process group, in any rank's ``y`` (the incoming global batch's classes)."""
+    present = torch.zeros(logits.shape[1], device=logits.device)
+    present[y.unique()] = 1.0
+    present = distributed.all_reduce_sum_([present])[0] > 0
     return F.cross_entropy(apply_mask(logits, present), y, reduction="sum")
 
 

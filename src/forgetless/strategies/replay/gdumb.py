@@ -18,6 +18,10 @@ learner's generator so that a resumed run draws the same weights) and drops the 
 state. The task's budget (``epochs`` over the memory, or ``iterations``) then trains the fresh
 model on the memory with every hook and mask, before the Learner evaluates it: the same as
 training from scratch at the task's end.
+
+In a process group the sampler runs alike on every rank over the gathered memory and the
+task, every rank trains on the whole memory (the Learner gives each its share of every batch),
+and each keeps only its share of the memory's storage.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ authors' code (``project2cone2``: quadprog with the constraint ``v >= margin``, 
 their MNIST experiments) it is a lower bound on ``v``, and ``1e-3`` is added to the diagonal of
 ``G G^T`` as there. The dual is solved exactly in torch (Lawson & Hanson's active-set method on
 the Gram matrix, ``dual_nonnegative_qp``), so GEM needs no extra package.
+
+In a process group each memory is sharded over the ranks and its gradient is the mean over
+every rank's rows (``memory_gradient``), so every rank solves the same QP as one process.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ class GEM(Strategy):
         learner = self.learner
         params = [p for p in learner.trainable_parameters() if p.grad is not None]
         rows = [memory_gradient(learner, params, held["x"], held["y"], held["task_ids"])
-                for held in (memory.tensors() for memory in self.memories)]
+                for held in (memory.local_tensors() for memory in self.memories)]
         gradient = torch.cat([p.grad.reshape(-1) for p in params])
         projected = project_to_memories(gradient, torch.stack(rows), self.memory_strength)
         if projected is not gradient:
@@ -130,4 +133,4 @@ class GEM(Strategy):
         self.projections = int(state["projections"])
 
     def footprint(self) -> Footprint:
-        return Footprint(sum(m.nbytes for m in self.memories), stores_raw_data=True)
+        return Footprint(sum(m.run_nbytes for m in self.memories), stores_raw_data=True)

@@ -24,6 +24,11 @@ of replay", has each variant's time and ACC).
 
 The memory cost is the generator's parameters plus the previous classifier (the labeller);
 ``footprint()`` reports those bytes and ``stores_raw_data=False``.
+
+In a process group every draw (replayed pairs, latent codes) is made for the whole global
+batch from the shared generator, each rank decodes and labels only its share of the rows, and
+the replay loss is each rank's share of the mean over the whole replay batch
+(``ReplayShare``); the generator's own steps are data-parallel too (``generators.py``).
 """
 
 from __future__ import annotations
@@ -34,12 +39,13 @@ import time
 import torch
 import torch.nn.functional as F
 
+from forgetless import distributed
 from forgetless.errors import ConfigurationError, DataError
 from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
 from forgetless.strategies.base import Batch, Footprint, Strategy, frozen_copy, tensor_bytes
 from forgetless.strategies.replay.buffer import check_batch_size
-from forgetless.strategies.replay.common import soft_target_loss, teacher_mask
+from forgetless.strategies.replay.common import ReplayShare, soft_target_loss, teacher_mask
 from forgetless.strategies.replay.generators import GENERATORS, build_generator
 
 
@@ -55,16 +61,29 @@ class GenerativeMemory:
     def __len__(self) -> int:
         return 0 if self.pairs is None else len(self.pairs)
 
-    def sample(self, n: int, rng: torch.Generator | None = None) -> Batch:
+    def sample(self, n: int, rng: torch.Generator | None = None,
+               rows: slice | None = None) -> Batch:
+        """``n`` samples drawn (every draw made for all of them), of which ``rows`` are
+        generated and returned; None: this rank's share of the ``n`` (all in one process)."""
         pick = self.pairs[torch.randint(len(self.pairs), (n,), generator=rng)]
-        task_ids, units = pick[:, 0], pick[:, 1]
-        x = self.generator.generate(self.condition(units, task_ids), rng)
+        rows = distributed.world().shard(n) if rows is None else rows
+        x = self.generator.generate(self.condition(pick[:, 1], pick[:, 0]), rng, rows)
+        task_ids, units = pick[rows, 0], pick[rows, 1]
         if self.labeller is None:
             return Batch(x, units, task_ids)
         with torch.no_grad():
             logits = self.labeller(x)
         labels = apply_mask(logits, self.labeller_mask(task_ids)).argmax(1)
         return Batch(x, labels, task_ids, {"teacher_logits": logits})
+
+
+def generator_batch_rows(size: int, n_old: int) -> tuple[slice, slice, slice]:
+    """This rank's contiguous share ``rows`` of a generator batch of ``size`` rows, the task's
+    ``size - n_old`` samples first and then ``n_old`` replayed ones: the share's rows of the
+    task's part and of the replayed part (all of each in one process)."""
+    rows, n_new = distributed.world().shard(size), size - n_old
+    return (slice(min(rows.start, n_new), min(rows.stop, n_new)),
+            slice(max(rows.start, n_new) - n_new, max(rows.stop, n_new) - n_new), rows)
 
 
 @register("generative-replay")
@@ -162,6 +181,7 @@ class GenerativeReplay(Strategy):
         self.sizes = (self.learner.output_mask.num_outputs, len(self.learner.stream_tasks))
         self.generator = build_generator(self.kind, tuple(x.shape[1:]), sum(self.sizes),
                                          **self.options).to(self.learner.device)
+        distributed.broadcast_(list(self.generator.state_dict().values()))  # rank 0's weights
 
     # ------------------------------------------------------------------ hooks
     def before_task(self, task) -> None:
@@ -183,10 +203,12 @@ class GenerativeReplay(Strategy):
         if self._replay is None:
             return None
         done = len(learner.tasks_learned)
+        drawn = self.replay_batch_size or learner.batch_size
         if self._replay_batch is None or self.steps_in_task % self.replay_every == 0:
-            self._replay_batch = self._replay.sample(
-                self.replay_batch_size or learner.batch_size, learner.generator)
-        replay = self._replay_batch
+            self._replay_batch = self._replay.sample(drawn, learner.generator)
+        replay, share = self._replay_batch, ReplayShare(batch)
+        if not len(replay):  # fewer replayed rows than ranks: none is this rank's
+            return None
         student = learner.forward(replay.x, replay.task_ids)
         if self.distill == "soft":
             loss = soft_target_loss(student, replay.extras["teacher_logits"],
@@ -195,6 +217,7 @@ class GenerativeReplay(Strategy):
                                     self.temperature)
         else:
             loss = learner.loss(student, replay.y, replay.task_ids)
+        loss = share.of(loss, len(replay), drawn)
         return (self.replay_weight if self.replay_weight is not None else done) * loss
 
     def after_step(self) -> None:
@@ -212,15 +235,20 @@ class GenerativeReplay(Strategy):
         x, y = task.train_x.to(learner.device), task.train_y.to(learner.device)
         size = self.generator_batch_size or 2 * learner.batch_size
         n_old = round(size * earlier / (earlier + 1))
+        new_rows, old_rows, rows = generator_batch_rows(size, n_old)
         self.generator.train()
         for _ in range(math.ceil(self.generator_budget * max(1, self.steps_in_task))):
             index = torch.randint(x.shape[0], (size - n_old,), generator=rng).to(x.device)
+            index = index[new_rows]  # the task's part of this rank's rows
             ids = torch.full((len(index),), task.task_id, dtype=torch.long, device=x.device)
             batch = Batch(x[index], y[index], ids)
             if n_old:
-                batch = batch.concat(old.sample(n_old, rng))
-            self.generator.train_step(batch.x, self.condition(batch.y, batch.task_ids), rng)
+                batch = batch.concat(old.sample(n_old, rng, old_rows))
+            self.generator.train_step(batch.x, self.condition(batch.y, batch.task_ids), rng,
+                                      rows, size)
         self.generator.eval()
+        distributed.check_identical(list(self.generator.state_dict().values()),
+                                    f"the generator's weights after task {task.task_id}")
         self.generator_seconds.append(time.perf_counter() - start)
 
     # ------------------------------------------------------------------ state

@@ -7,6 +7,11 @@ draws samples with ``generate``; every random draw comes from the ``generator`` 
 so a seeded run is repeatable. ``grow_condition`` makes room for tasks that arrive after the
 generator was built (a model continued later) without changing what it generates.
 
+In a process group the generator trains data-parallel like the classifier: every rank makes
+the random draws of the whole global batch (``noise``) and keeps the rows of its share
+(``rows`` of ``total``), and each step's gradients are the ranks' mean weighted by their rows
+(``distributed.average_gradients``), so the generator is one process's on every rank.
+
 - ``ConditionalVAE`` (Kingma & Welling 2014; Sohn et al. 2015): MLP encoder and decoder with
   the classifier's layer sizes and a 100-dimensional latent code, as in van de Ven & Tolias
   2019, Adam 1e-3, 5 steps per classifier step; Bernoulli (binary cross-entropy)
@@ -30,7 +35,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forgetless import distributed
 from forgetless.errors import ConfigurationError
+
+
+def noise(rng, n: int, width: int, device, rows: slice | None = None,
+          total: int | None = None) -> torch.Tensor:
+    """Standard normal draws, ``(n, width)``; with ``rows``: those rows of the draws for a
+    global batch of ``total`` samples (each rank draws them all, so the ranks stay in step)."""
+    if rows is None:
+        return torch.randn(n, width, generator=rng).to(device)
+    return torch.randn(total, width, generator=rng)[rows].to(device)
 
 
 def _mlp(widths: list[int], activation) -> nn.Sequential:
@@ -91,28 +106,34 @@ class ConditionalVAE(Conditioned):
         logits = self.decoder(torch.cat([z, condition], 1))
         return logits.view(-1, *self.input_shape)
 
-    def loss(self, x: torch.Tensor, condition: torch.Tensor, rng) -> torch.Tensor:
-        """Negative ELBO per sample, averaged over the batch."""
+    def loss(self, x: torch.Tensor, condition: torch.Tensor, rng, rows: slice | None = None,
+             total: int | None = None) -> torch.Tensor:
+        """Negative ELBO per sample, averaged over the batch (``rows`` of a global batch of
+        ``total``: see the module docstring)."""
         flat = x.reshape(x.shape[0], -1)
         mu, log_var = self.encoder(torch.cat([flat, condition], 1)).chunk(2, dim=1)
-        noise = torch.randn(mu.shape, generator=rng).to(mu.device)
-        z = mu + (0.5 * log_var).exp() * noise
+        z = mu + (0.5 * log_var).exp() * noise(rng, *mu.shape, mu.device, rows, total)
         reconstruction = F.binary_cross_entropy_with_logits(
             self.decode(z, condition).reshape_as(flat), flat, reduction="none").sum(1)
         kl = 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(1)
         return (reconstruction + kl).mean()
 
-    def train_step(self, x: torch.Tensor, condition: torch.Tensor, rng) -> float:
-        loss = self.loss(x, condition, rng)
+    def train_step(self, x: torch.Tensor, condition: torch.Tensor, rng,
+                   rows: slice | None = None, total: int | None = None) -> float:
+        loss = self.loss(x, condition, rng, rows, total)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(list(self.parameters()), x.shape[0])
         self.optimizer.step()
         return loss.item()
 
     @torch.no_grad()
-    def generate(self, condition: torch.Tensor, rng) -> torch.Tensor:
-        z = torch.randn(condition.shape[0], self.latent, generator=rng).to(condition.device)
-        return torch.sigmoid(self.decode(z, condition))
+    def generate(self, condition: torch.Tensor, rng, rows: slice | None = None) -> torch.Tensor:
+        """Samples for every row of ``condition`` (latents drawn for all of them), decoded for
+        ``rows`` only (all when None)."""
+        z = noise(rng, condition.shape[0], self.latent, condition.device)
+        rows = slice(None) if rows is None else rows
+        return torch.sigmoid(self.decode(z[rows], condition[rows]))
 
 
 class ConditionalGAN(Conditioned):
@@ -140,17 +161,18 @@ class ConditionalGAN(Conditioned):
             torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=(0.5, 0.999)),
             torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=(0.5, 0.999)))
 
-    def _fake(self, condition: torch.Tensor, rng) -> torch.Tensor:
-        z = torch.randn(condition.shape[0], self.latent, generator=rng).to(condition.device)
+    def _fake(self, condition: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.generator(torch.cat([z, condition], 1)))
 
     def _judge(self, flat: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         return self.discriminator(torch.cat([flat, condition], 1)).squeeze(1)
 
-    def train_step(self, x: torch.Tensor, condition: torch.Tensor, rng) -> float:
+    def train_step(self, x: torch.Tensor, condition: torch.Tensor, rng,
+                   rows: slice | None = None, total: int | None = None) -> float:
         g_opt, d_opt = self.optimizers
         real = x.reshape(x.shape[0], -1).requires_grad_(self.gradient_penalty > 0)
-        fake = self._fake(condition, rng)
+        fake = self._fake(condition, noise(rng, condition.shape[0], self.latent,
+                                           condition.device, rows, total))
         real_score = self._judge(real, condition)
         d_loss = F.softplus(-real_score).mean() + F.softplus(self._judge(fake.detach(),
                                                                          condition)).mean()
@@ -159,16 +181,21 @@ class ConditionalGAN(Conditioned):
             d_loss = d_loss + 0.5 * self.gradient_penalty * grad.pow(2).sum(1).mean()
         d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
+        distributed.average_gradients(list(self.discriminator.parameters()), x.shape[0])
         d_opt.step()
         g_loss = F.softplus(-self._judge(fake, condition)).mean()
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
+        distributed.average_gradients(list(self.generator.parameters()), x.shape[0])
         g_opt.step()
         return g_loss.item()
 
     @torch.no_grad()
-    def generate(self, condition: torch.Tensor, rng) -> torch.Tensor:
-        return self._fake(condition, rng).view(-1, *self.input_shape)
+    def generate(self, condition: torch.Tensor, rng, rows: slice | None = None) -> torch.Tensor:
+        """As ``ConditionalVAE.generate``."""
+        z = noise(rng, condition.shape[0], self.latent, condition.device)
+        rows = slice(None) if rows is None else rows
+        return self._fake(condition[rows], z[rows]).view(-1, *self.input_shape)
 
 
 GENERATORS = {"vae": ConditionalVAE, "gan": ConditionalGAN}

@@ -12,6 +12,10 @@ Lampert 2017, CVPR). Class-incremental only.
   here they keep the Learner's softmax cross-entropy, so iCaRL composes with other
   strategies.)
 - Classification: nearest mean of exemplars (Algorithm 1), on L2-normalised features.
+
+In a process group every rank holds the whole task, so herding runs alike on every rank over
+the gathered exemplars; each rank keeps its share of them, and the class means are the sums of
+the ranks' features, all-reduced.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from forgetless import distributed
 from forgetless.errors import ConfigurationError
 from forgetless.strategies import register
 from forgetless.strategies.base import Footprint, evaluating, frozen_copy, tensor_bytes
@@ -126,12 +131,13 @@ class ICaRL(MemoryStrategy):
             keep_t.append(torch.full((len(index),), task.task_id, dtype=torch.long,
                                      device=device))
         self.buffer.assign(torch.cat(keep_x), torch.cat(keep_y), torch.cat(keep_t))
-        held = self.buffer.tensors()
+        held = self.buffer.local_tensors()  # each rank measures its exemplars; sums reduced
         features = self.features(model, held["x"])
         units = self.learner.output_mask.num_outputs
         sums = torch.zeros(units, features.shape[1], device=device).index_add_(
             0, held["y"], features)
         counts = torch.bincount(held["y"], minlength=units).unsqueeze(1)
+        distributed.all_reduce_sum_([sums, counts])
         means = F.normalize(sums / counts.clamp_min(1), dim=1)
         self.class_means = means.masked_fill(counts == 0, float("nan"))
 

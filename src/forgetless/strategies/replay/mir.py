@@ -29,6 +29,10 @@ the paper's), after the candidates are drawn; nothing happens at task boundaries
 learns from a task-free stream unchanged. The authors' code draws the candidates from the
 earlier tasks' samples only (``buffer.sample(..., exclude_task=task)``); that needs the task
 boundary, so here every held sample may be a candidate.
+
+In a process group the candidates are drawn over the global buffer, each rank scores the ones
+it holds after a virtual step along the ranks' mean gradient (the global batch's), and the
+top ``replay_batch_size`` are chosen over every rank's scores: one process's choice.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from forgetless import distributed
 from forgetless.errors import ConfigurationError
 from forgetless.models.heads import apply_mask
 from forgetless.strategies import register
@@ -87,6 +92,10 @@ def virtual_parameters(network: LearnerForward, batch: Batch,
     params = {n: p for n, p in network.named_parameters() if p.requires_grad}
     loss = network.learner.loss(network(batch.x, batch.task_ids), batch.y, batch.task_ids)
     grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    if distributed.world().distributed:  # the step on the global batch: the ranks' mean
+        grads = distributed.all_reduce_mean_(
+            [torch.zeros_like(p) if g is None else g for p, g in zip(
+                params.values(), grads, strict=True)], weight=len(batch))
     return {n: p.detach() if g is None else p.detach() - lr * g
             for (n, p), g in zip(params.items(), grads, strict=True)}
 
@@ -98,6 +107,8 @@ def interference(learner, batch: Batch, memory: Batch, lr: float) -> torch.Tenso
     inputs = (memory.x, memory.task_ids)
     with evaluating(learner.model):
         virtual = virtual_parameters(network, batch, lr)
+        if not len(memory):  # a rank that holds none of the candidates
+            return memory.x.new_zeros(0)
         with torch.no_grad():
             before = per_sample_loss(learner, network(*inputs), memory)
             after = per_sample_loss(learner, functional_call(network, virtual, inputs), memory)
@@ -151,8 +162,11 @@ class MaximallyInterferedRetrieval(MemoryStrategy):
     def most_interfered(self, batch: Batch) -> Batch:
         """The ``replay_batch_size`` candidates whose loss the virtual step raises most."""
         learner, k = self.learner, self.replayed_per_step()
-        pool = self.buffer.sample(self.candidates or CANDIDATES_PER_REPLAYED * k,
-                                  learner.generator)
-        scores = interference(learner, batch, pool, self.virtual_lr or learner.lr)
+        pool = self.buffer.draw(self.candidates or CANDIDATES_PER_REPLAYED * k,
+                                learner.generator)  # slots: the same on every rank
+        held = self.buffer.held(pool)  # the candidates this rank holds (all in one process)
+        scores = self.buffer.spread(pool, interference(learner, batch, held,
+                                                       self.virtual_lr or learner.lr))
         chosen = scores.topk(min(k, len(pool))).indices
-        return Batch(pool.x[chosen], pool.y[chosen], pool.task_ids[chosen])
+        replayed = self.buffer.held(pool[chosen])
+        return Batch(replayed.x, replayed.y, replayed.task_ids)
