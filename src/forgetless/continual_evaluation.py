@@ -20,6 +20,11 @@ and is back at 99% two steps later), "auto" also evaluates densely after every t
 interval is at most half the steps since the switch (steps 1, 2, 3, 5, 8, 12, ... after it)
 while evaluating has cost less than ``DENSE_CEILING`` of training. A fixed ``every`` gives
 fixed steps.
+
+In a process group every rank must evaluate at the same steps (the accuracy is a collective:
+each rank scores its share of the subset), so the timing-dependent choices are made from rank
+0's clock, shared at each evaluation and each task start: the next evaluation's step is planned
+there (``_plan``), never from a rank's own clock between them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import time
 
 import torch
 
+from forgetless import distributed
 from forgetless.data.stream import Task
 from forgetless.errors import ConfigurationError
 
@@ -77,6 +83,7 @@ class ContinualEvaluation:
         self._train_clock: float | None = None  # when the current stretch of training began
         self._train_seconds = 0.0
         self._steps_timed = 0
+        self._next_step = self.interval  # the step of the next evaluation (``_plan``)
 
     def start(self, tasks: list[Task], seed: int, record: dict | None = None,
               step: int = 0) -> None:
@@ -99,11 +106,13 @@ class ContinualEvaluation:
                                         if isinstance(v, list)}}
         self._last_step = step
         self._train_seconds = self.record["train_seconds"]
+        self._plan()
 
     # -------------------------------------------------------------- called by the Learner
     def task_started(self, task_id: int, step: int) -> None:
         self.record["task_starts"].append(step)
         self._switch_step = step
+        self._plan()
 
     def task_ended(self, learner, step: int) -> None:
         self.record["task_ends"].append(step)
@@ -120,16 +129,24 @@ class ContinualEvaluation:
             self._train_clock = None
 
     def after_step(self, learner, step: int) -> None:
-        """After global step ``step``: evaluate when the interval has passed."""
+        """After global step ``step``: evaluate when the planned step has come."""
         self._steps_timed += 1
-        interval = self.interval
-        if self.every == "auto" and self.record["seconds"] < DENSE_CEILING * self._train_seconds:
-            # densely right after a switch, where the dip is
-            interval = min(interval, max(1, (step - self._switch_step) // 2))
-        if step - self._last_step >= interval:
+        if step >= self._next_step:
             self.training(False)
             self.evaluate(learner, step)
             self.training(True)
+
+    def _plan(self) -> None:
+        """The step of the next evaluation: ``interval`` steps after the last one, or (auto,
+        while evaluating has cost under ``DENSE_CEILING`` of training) sooner right after a
+        switch, where the dip is: at most half the steps since the switch. The cost is rank
+        0's in a process group, so every rank plans the same step."""
+        dense = self.every == "auto" and distributed.broadcast_object(
+            self.record["seconds"] < DENSE_CEILING * self._train_seconds)
+        last, step = self._last_step, self._last_step + 1
+        while dense and step - last < min(self.interval, max(1, (step - self._switch_step) // 2)):
+            step += 1
+        self._next_step = step if dense else last + self.interval
 
     def evaluate(self, learner, step: int) -> None:
         """Every started task's accuracy at ``step``; the others None."""
@@ -145,7 +162,9 @@ class ContinualEvaluation:
         self._last_step = step
         if self.every == "auto" and self._steps_timed:
             step_seconds = self._train_seconds / self._steps_timed
-            self.interval = max(1, math.ceil(seconds / (AUTO_BUDGET * max(step_seconds, 1e-9))))
+            self.interval = distributed.broadcast_object(
+                max(1, math.ceil(seconds / (AUTO_BUDGET * max(step_seconds, 1e-9)))))
+        self._plan()
 
     def finish(self) -> dict:
         self.training(False)
