@@ -13,6 +13,14 @@ sends per step) and of one value (the latency), ``--reductions`` times; medians.
 
     python benchmarks/distributed_scaling.py --repeats 3
     python benchmarks/distributed_scaling.py --repeats 1 --strategies naive   # a quick look
+
+The projection's model: a step on N ranks takes compute(global batch / N) + a ring all-reduce
+of the gradients, 2(N-1) hops of latency α plus 2(N-1)/N of the message over bandwidth β.
+``--project`` skips the measurements and projects with given figures instead (another machine's
+step time, another link), e.g. for GPUs whose figures were measured elsewhere:
+
+    python benchmarks/distributed_scaling.py --project --step-ms 0.5 --latency-us 10 \
+        --bandwidth-gbs 100 --parameters 134515008
 """
 
 from __future__ import annotations
@@ -87,7 +95,20 @@ def main() -> None:
     parser.add_argument("--strategies", default="naive,er,ewc")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--reductions", type=int, default=200)
+    parser.add_argument("--project", action="store_true",
+                        help="only project, from --step-ms, --latency-us, --bandwidth-gbs")
+    parser.add_argument("--step-ms", type=float, help="one step at --batch-size on one rank")
+    parser.add_argument("--latency-us", type=float, help="α, per hop of the ring")
+    parser.add_argument("--bandwidth-gbs", type=float, help="β, GB/s per link")
+    parser.add_argument("--parameters", type=int, default=MLP_PARAMETERS,
+                        help="gradient values all-reduced per step (float32)")
     args = parser.parse_args()
+    if args.project:
+        if None in (args.step_ms, args.latency_us, args.bandwidth_gbs):
+            parser.error("--project needs --step-ms, --latency-us and --bandwidth-gbs")
+        project(args.batch_size, args.step_ms / 1e3 / args.batch_size, 4 * args.parameters,
+                args.latency_us / 1e6, args.bandwidth_gbs * 1e9)
+        return
 
     configs = [(1, 1), (1, 2), (2, 1)]  # (processes, threads each)
     results: dict[tuple, list[float]] = {}
@@ -126,11 +147,22 @@ def main() -> None:
     print(f"- one training step at batch {args.batch_size} on 1 thread: "
           f"{1e3 * compute_per_sample * args.batch_size:.2f} ms "
           f"({args.strategies.split(',')[0]})")
-    print("\n## projection: step time = compute(batch / N) + ring all-reduce(N)\n")
+    project(args.batch_size, compute_per_sample, message, latency, bandwidth)
+
+
+def project(batch_size: int, compute_per_sample: float, message: float, latency: float,
+            bandwidth: float) -> None:
+    """The model's samples/s at 1, 2, 8 and 64 ranks, at the global batch (strong scaling)
+    and at the batch per rank (weak scaling); efficiency against N single ranks."""
+    one_rate = 1 / compute_per_sample
+    print(f"\n## projection: step = compute(batch / N) + ring all-reduce(N); α = "
+          f"{1e6 * latency:.0f} µs, β = {bandwidth / 1e9:.2f} GB/s, {message / 1e6:.2f} MB of "
+          f"gradients, {1e3 * compute_per_sample * batch_size:.2f} ms per step of "
+          f"{batch_size} on one rank\n")
     print("| ranks N | global batch | all-reduce (ms) | step (ms) | samples/s | efficiency |")
     print("|---|---|---|---|---|---|")
     for n in (1, 2, 8, 64):
-        for batch in sorted({args.batch_size, args.batch_size * n}):
+        for batch in sorted({batch_size, batch_size * n}):
             comm = ring_all_reduce(n, message, latency, bandwidth) if n > 1 else 0.0
             step = compute_per_sample * batch / n + comm
             rate = batch / step

@@ -4,12 +4,14 @@ GPU), launched by ``torchrun`` or ``forgetless run --nproc N``.
 Each process (a *rank*) holds the same model and the whole stream; every global batch, drawn
 from one order that all ranks share, is split between the ranks, each trains on its share, and
 their gradients are averaged (weighted by each rank's rows) before every optimiser step, so the
-step is the one a single process would take on the whole global batch. What a strategy keeps
-is either sharded (a replay buffer: each rank keeps its share, filled from its own share of the
-stream) or reduced (Fisher, MAS importances, iCaRL's class means: each rank measures its share
-of the data and the sums are all-reduced), so the result does not depend on the number of
-ranks. Outside a process group every function here is the single-process identity: the code
-that calls them needs no branch.
+step is the one a single process would take on the whole global batch. Every rank draws from
+one generator seeded alike, and every draw is made by every rank with the same arguments, so the
+ranks stay in step. What a strategy keeps is either sharded (a replay buffer: its slots are
+decided alike on every rank over the whole global batch, and each rank stores the winners from
+its own rows) or reduced (Fisher, MAS importances, iCaRL's class means: each rank measures its
+share of the data and the sums are all-reduced), so the result is one process's, up to float
+rounding, whatever the number of ranks (docs/distributed.md). Outside a process group every
+function here is the single-process identity: the code that calls them needs no branch.
 
 Why not the ``DistributedDataParallel`` wrapper: strategies grow the model (PNN's columns),
 gate it (HAT, PackNet) and run forward passes of their own (replay, Fisher), which the
