@@ -208,12 +208,9 @@ class RunCheckpoints:
         from forgetless import distributed
 
         meta = {**meta, "run_id": self.run_id}
-        path = self.folder / f"task-{len(learner.tasks_learned):03d}{SUFFIX}"
-        # In a process group every rank builds the state (a sharded buffer is gathered from
-        # all of them) and rank 0 alone writes it; the others wait until the file is there.
-        state = learner.state_dict()
+        path = save_learner(learner, self.folder / f"task-{len(learner.tasks_learned):03d}"
+                            f"{SUFFIX}", **meta)
         if distributed.world().is_main:
-            save_checkpoint(path, {**learner_meta(learner), **meta}, state)
             for old in self.files()[self.keep:]:
                 old.unlink(missing_ok=True)
         distributed.barrier()
@@ -320,8 +317,16 @@ def learner_meta(learner) -> dict:
 
 
 def save_learner(learner, path: str | Path, **meta) -> Path:
-    """``learner.save(path)``: its state and how to rebuild it, written atomically."""
-    return save_checkpoint(path, {**learner_meta(learner), **meta}, learner.state_dict())
+    """``learner.save(path)``: its state and how to rebuild it, written atomically. In a process
+    group every rank must call it: each builds the state (a sharded buffer is gathered from all
+    of them), rank 0 alone writes it, and the others wait until the file is there."""
+    from forgetless import distributed
+
+    state, written = learner.state_dict(), Path(path)
+    if distributed.world().is_main:
+        written = save_checkpoint(path, {**learner_meta(learner), **meta}, state)
+    distributed.barrier()
+    return written
 
 
 def _built(what: str, where: str, build):
