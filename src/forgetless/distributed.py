@@ -135,16 +135,22 @@ def average_gradients(parameters: list[torch.nn.Parameter], rows: int) -> None:
     (the batch's samples on each rank): the gradient of the mean loss over the whole global
     batch, as one process would compute it. One all-reduce carries the gradients, the rows and
     which ranks had a gradient at all: a parameter no rank touched keeps none (so the optimiser
-    skips it as it would in one process)."""
+    skips it as it would in one process). The gradients are scaled in place: no copy beyond
+    the flat buffer of the all-reduce."""
     if not world().distributed:
         return
     params = [p for p in parameters if p.requires_grad]
-    grads = [p.grad * rows if p.grad is not None else torch.zeros_like(p) for p in params]
     touched = torch.tensor([float(p.grad is not None) for p in params] + [float(rows)])
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
+    torch._foreach_mul_(grads, float(rows))
     all_reduce_sum_(grads + [touched])
-    total = touched[-1].item()
-    for p, g, hit in zip(params, grads, touched[:-1].tolist(), strict=True):
-        p.grad = g.div_(total) if hit else None
+    torch._foreach_div_(grads, touched[-1].item())
+    for p, hit in zip(params, touched[:-1].tolist(), strict=True):
+        if not hit:
+            p.grad = None
 
 
 def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> list[torch.Tensor]:
@@ -172,15 +178,6 @@ def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
     pieces = [None] * world().size
     dist.all_gather_object(pieces, tensor.cpu())
     return torch.cat(pieces).to(tensor.device)
-
-
-def any_rank(flag: bool) -> bool:
-    """Whether ``flag`` holds on any rank (every rank gets the same answer)."""
-    if not world().distributed:
-        return flag
-    value = torch.tensor([float(flag)])
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
 
 
 def check_identical(tensors: list[torch.Tensor], what: str) -> None:

@@ -53,8 +53,8 @@ def check_nproc(nproc: int) -> int:
     cores = os.cpu_count() or 1
     if nproc > 4 * cores:
         raise ConfigurationError(f"--nproc {nproc} starts {nproc} processes on a machine with "
-                                 f"{cores} cores; use at most {cores} (or torchrun across "
-                                 "machines, docs/distributed.md).")
+                                 f"{cores} cores; use at most {4 * cores}, better {cores} (or "
+                                 "torchrun across machines, docs/distributed.md).")
     return nproc
 
 

@@ -513,8 +513,27 @@ class Learner:
         strategy = self.strategy
         if strategy.uses("extend_batch"):
             batch = strategy.extend_batch(batch)
-        if not len(batch):  # a rank whose share of a short last batch is empty
-            return self._idle_step()
+        step, guard = self.step_in_task, self.divergence
+        if len(batch):
+            loss = self._backward(batch)
+        else:  # a rank whose share of a short last batch is empty: it adds nothing to the
+            # averaged gradient (0 rows) but takes the step with the others
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = torch.zeros(())
+        if self.world.distributed:
+            distributed.average_gradients(self.optimizer_parameters(), len(batch))
+        if strategy.uses("before_step"):
+            strategy.before_step()
+        if guard.due(step):
+            guard.check_parameters(step, self.trainable_parameters())
+        self.optimizer.step()
+        if strategy.uses("after_step"):
+            strategy.after_step()
+        return loss
+
+    def _backward(self, batch: Batch) -> torch.Tensor:
+        """The batch's loss with the strategy's penalty, its gradients in ``.grad``."""
+        strategy = self.strategy
         if not self.model.training:  # a hook may have evaluated the model (cheap check)
             self.model.train()
         try:
@@ -532,32 +551,10 @@ class Learner:
             if term is not None:
                 loss = loss + term
         # The guard watches the cross-entropy apart from penalties; read at its next check.
-        step, guard = self.step_in_task, self.divergence
-        guard.record_loss(step, loss, data_loss)
+        self.divergence.record_loss(self.step_in_task, loss, data_loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.world.distributed:
-            distributed.average_gradients(self.optimizer_parameters(), len(batch))
-        if strategy.uses("before_step"):
-            strategy.before_step()
-        if guard.due(step):
-            guard.check_parameters(step, self.trainable_parameters())
-        self.optimizer.step()
-        if strategy.uses("after_step"):
-            strategy.after_step()
         return loss.detach()
-
-    def _idle_step(self) -> torch.Tensor:
-        """The step of a rank with no rows: it adds nothing to the averaged gradient (its
-        weight is 0 rows) but takes the step with the others, so every rank stays the same."""
-        self.optimizer.zero_grad(set_to_none=True)
-        distributed.average_gradients(self.optimizer_parameters(), 0)
-        if self.strategy.uses("before_step"):
-            self.strategy.before_step()
-        self.optimizer.step()
-        if self.strategy.uses("after_step"):
-            self.strategy.after_step()
-        return torch.zeros(())
 
     def _logits_and_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's logits and its loss: compiled when asked and possible, else eager."""
