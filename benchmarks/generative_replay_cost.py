@@ -37,7 +37,9 @@ import torch
 from forgetless.config import RunConfig
 from forgetless.experiments.runner import prepare, record
 
-PROTOCOLS = {"split-class": ("split", "class", 20), "permuted-domain": ("permuted", "domain", 5)}
+PROTOCOLS = {"split-class": ("split", "class", 20), "permuted-domain": ("permuted", "domain", 5),
+             # `forgetless compare`'s quick budget (3 epochs per task), one scenario each
+             **{f"compare-{s}": ("split", s, 3) for s in ("task", "domain", "class")}}
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:

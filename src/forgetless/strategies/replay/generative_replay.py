@@ -16,8 +16,10 @@ classifier as it was after task t-1:
 The replay loss is weighted by the number of earlier tasks (van de Ven & Tolias's 1/t : 1-1/t
 weighting, scaled so the current task keeps weight 1). The generator usually needs more
 steps than the classifier: ``generator_budget`` is its steps per task as a multiple of the
-classifier's steps on that task; ``generator_seconds`` records the time it costs. Training the
-generator is most of the method's time; a smaller VAE is a setting (``generators.py``), and
+classifier's steps on that task, and ``generator_min_steps`` the fewest it takes whatever the
+classifier's budget (a short budget of 3 epochs on 800 samples is 21 classifier steps, too few
+for any generator); ``generator_seconds`` records the time it costs. Training the generator is
+most of the method's time (``generators.py`` on the default VAE's size), and
 ``replay_every=k`` draws and labels a replay batch once per k steps (saving the labeller's
 forward and the decoder's on the others; benchmarks/replay.md, "Generative replay at the cost
 of replay", has each variant's time and ACC).
@@ -107,20 +109,24 @@ class GenerativeReplay(Strategy):
                  latent: int | None = None,
                  generator_hidden: tuple[int, ...] | list[int] | None = None,
                  generator_lr: float | None = None, replay_every: int = 1,
-                 generator_batch_size: int | None = None):
+                 generator_batch_size: int | None = None,
+                 generator_min_steps: int | None = None):
         """generator: ``vae`` (default) or ``gan``.
         generator_budget: generator steps per task, as a multiple of the classifier's steps;
-            None: the generator's ``default_budget`` (5 for both).
+            None: the generator's ``default_budget`` (VAE 2, GAN 5).
         distill: ``soft`` (previous model's soft targets) or ``hard`` (its predicted labels).
         temperature: distillation temperature (van de Ven & Tolias use 2).
         replay_batch_size: generated samples per step; None uses the learner's batch size.
         replay_weight: weight of the replay loss; None uses the number of earlier tasks.
-        latent: size of the generator's latent code; None: 100.
-        generator_hidden: hidden layer widths of the generator's networks; None: (400, 400).
-        generator_lr: the generator's Adam learning rate; None: 1e-3 (VAE), 2e-4 (GAN).
+        latent: size of the generator's latent code; None: VAE 32, GAN 100.
+        generator_hidden: hidden layer widths of the generator's networks; None: VAE (100,),
+            GAN (400, 400).
+        generator_lr: the generator's Adam learning rate; None: VAE 3e-3, GAN 2e-4.
         replay_every: generate (and label) a replay batch once per this many classifier steps
             and rehearse it on each of them; 1 draws a new batch every step.
-        generator_batch_size: samples per generator step; None: twice the learner's batch."""
+        generator_batch_size: samples per generator step; None: twice the learner's batch.
+        generator_min_steps: the fewest generator steps per task, whatever the budget gives;
+            None: the generator's ``default_min_steps`` (VAE 100, GAN 0)."""
         if generator not in GENERATORS:
             raise ConfigurationError(f"unknown generator '{generator}'; choose "
                                      f"{' or '.join(GENERATORS)} (e.g. --set generator=gan).")
@@ -128,6 +134,13 @@ class GenerativeReplay(Strategy):
             raise ConfigurationError(f"distill must be 'soft' or 'hard', got {distill!r}.")
         if generator_budget is None:
             generator_budget = GENERATORS[generator].default_budget
+        if generator_min_steps is None:
+            generator_min_steps = GENERATORS[generator].default_min_steps
+        if not isinstance(generator_min_steps, int) or generator_min_steps < 0:
+            raise ConfigurationError(f"generator_min_steps must be a whole number of steps >= 0, "
+                                     f"got {generator_min_steps!r} (e.g. --set "
+                                     f"generator_min_steps=100).")
+        self.generator_min_steps = generator_min_steps
         for name, value in (("generator_budget", generator_budget),
                             ("temperature", temperature), ("latent", latent)):
             if value is not None and not value > 0:
@@ -237,7 +250,9 @@ class GenerativeReplay(Strategy):
         n_old = round(size * earlier / (earlier + 1))
         new_rows, old_rows, rows = generator_batch_rows(size, n_old)
         self.generator.train()
-        for _ in range(math.ceil(self.generator_budget * max(1, self.steps_in_task))):
+        steps = max(math.ceil(self.generator_budget * max(1, self.steps_in_task)),
+                    self.generator_min_steps)
+        for _ in range(steps):
             index = torch.randint(x.shape[0], (size - n_old,), generator=rng).to(x.device)
             index = index[new_rows]  # the task's part of this rank's rows
             ids = torch.full((len(index),), task.task_id, dtype=torch.long, device=x.device)
