@@ -17,7 +17,7 @@ def test_ratios_come_from_the_store_and_the_prior_fills_the_gaps(tmp_path):
             store.put(fake_run("ewc", seed=seed, train_seconds=3.0 + seed))  # mean 3.5
         model = CostModel.from_store(store)
     assert model.ratio("ewc") == pytest.approx(1.75) and model.measured("ewc")
-    assert model.ratio("generative-replay") == COST_PRIOR["generative-replay"] > 15
+    assert model.ratio("generative-replay") == COST_PRIOR["generative-replay"] > 5
     assert not model.measured("generative-replay")
     assert model.ratio("ewc+generative-replay") == pytest.approx(
         1 + 0.75 + COST_PRIOR["generative-replay"] - 1)
