@@ -17,9 +17,9 @@ def digits_streams():
             for s in ("task", "domain", "class")}
 
 
-def tiny_model(stream, hidden=(64,), seed=0):
+def tiny_model(stream, hidden=(64,), seed=0, **options):
     torch.manual_seed(seed)
-    return build_model("mlp", stream.input_shape, stream.num_outputs, hidden=hidden)
+    return build_model("mlp", stream.input_shape, stream.num_outputs, hidden=hidden, **options)
 
 
 @pytest.fixture

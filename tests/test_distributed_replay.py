@@ -20,7 +20,13 @@ from forgetless.experiments.runner import prepare, run
 from forgetless.strategies.replay.buffer import ReplayBuffer
 from forgetless.strategies.replay.common import ReplayShare
 
-BUDGET = {"iterations": 20, "batch_size": 64, "seed": 0, "model_options": {"hidden": [100]}}
+#: PyTorch's initialisation of the MLP: from Kaiming's trunk (the default) MIR's 2-rank weights
+#: end 0.0096 from one process's while every other strategy's stay within 1e-4 (its matrix
+#: still agrees), most likely a top-k choice that rounding flips, which test_distributed.py
+#: records for MIR on its own budget. With this initialisation no choice flips, so the weights
+#: of every strategy can be compared to 1e-4.
+BUDGET = {"iterations": 20, "batch_size": 64, "seed": 0,
+          "model_options": {"hidden": [100], "init": "pytorch"}}
 SMALL_GENERATOR = {"generator_hidden": [100], "latent": 32, "generator_lr": 3e-3}
 
 

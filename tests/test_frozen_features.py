@@ -56,10 +56,14 @@ def class_acc(fit):
 @pytest.fixture(scope="module")
 def pretrained(digits_streams):
     """An MLP trained jointly on every class of split digits, then frozen: the analogue of a
-    pretrained backbone. Its own (jointly trained) head's accuracy is the joint reference."""
+    pretrained backbone. Its own (jointly trained) head's accuracy is the joint reference.
+    PyTorch's initialisation, which this module's figures were measured with: from Kaiming's
+    trunk (the default since) the backbone is better and RanPAC's projection gains -0.3, 1.7 and
+    2.5 points over plain ridge on pretraining seeds 0-2, against 5.3, 1.7 and 2.5 here."""
     stream = digits_streams["class"]
     torch.manual_seed(0)
-    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(256,))
+    model = build_model("mlp", stream.input_shape, stream.num_outputs, hidden=(256,),
+                        init="pytorch")
     joint = Learner(model, build_strategy("joint"), epochs=30, batch_size=64, progress=False)
     joint.bind(stream)
     joint.learn(stream[0])

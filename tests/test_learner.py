@@ -312,26 +312,48 @@ def test_first_visit_marks_each_training_sample_once_per_task(digits_streams, ma
     assert learner.first_visit is None  # outside the loop
 
 
-@pytest.mark.parametrize("scheme", ["xavier", "kaiming"])
+@pytest.mark.parametrize("scheme", ["kaiming-trunk", "kaiming", "xavier", "pytorch"])
 def test_mlp_initialisation_sets_the_scale_of_every_layer(scheme):
-    """``--init`` changes the trunk's scale (what moves task-incremental naive, issue 12); the
-    default stays PyTorch's own, so runs without the option are the runs they always were."""
+    """``--init`` sets the layers' scale (what moves task-incremental naive, issue 12): Kaiming's
+    on the trunk by default, the head left at nn.Linear's own unless ``kaiming``/``xavier`` say
+    otherwise, and ``pytorch`` still builds the model of the runs recorded before the change."""
     from forgetless.models import build_model
 
-    default = build_model("mlp", (1, 28, 28), 10, seed=0)
     chosen = build_model("mlp", (1, 28, 28), 10, seed=0, init=scheme)
     again = build_model("mlp", (1, 28, 28), 10, seed=0, init=scheme)
-    for layer, reference in zip(
-            [m for m in chosen.modules() if isinstance(m, torch.nn.Linear)],
-            [m for m in default.modules() if isinstance(m, torch.nn.Linear)], strict=True):
+    for layer in [m for m in chosen.modules() if isinstance(m, torch.nn.Linear)]:
         fan_out, fan_in = layer.weight.shape
-        expected = ((2 / (fan_in + fan_out)) ** 0.5 if scheme == "xavier"
-                    else (2 / fan_in) ** 0.5)
+        own = scheme == "pytorch" or (scheme == "kaiming-trunk" and layer is chosen.head)
+        expected = ((3 * fan_in) ** -0.5 if own else (2 / (fan_in + fan_out)) ** 0.5
+                    if scheme == "xavier" else (2 / fan_in) ** 0.5)
         assert layer.weight.std().item() == pytest.approx(expected, rel=0.1)
-        assert reference.weight.std().item() == pytest.approx((3 * fan_in) ** -0.5, rel=0.1)
-        assert torch.count_nonzero(layer.bias) == 0 and torch.count_nonzero(reference.bias) > 0
+        assert (torch.count_nonzero(layer.bias) > 0) == own
     assert all(torch.equal(a, b) for a, b in zip(chosen.parameters(), again.parameters(),
                                                  strict=True))
+    default = build_model("mlp", (1, 28, 28), 10, seed=0)
+    assert default.init == "kaiming-trunk"
+    assert all(torch.equal(a, b) for a, b in zip(
+        default.parameters(), build_model("mlp", (1, 28, 28), 10, seed=0,
+                                          init="kaiming-trunk").parameters(), strict=True))
+
+
+def test_reset_parameters_draws_a_new_mlp_of_the_same_initialisation():
+    """What GDumb's training from scratch relies on: the MLP's own re-initialisation keeps its
+    scheme (a layer-by-layer ``reset_parameters`` would fall back to nn.Linear's own)."""
+    from forgetless.models import build_model
+    from forgetless.strategies.replay.gdumb import reinitialise
+
+    for scheme in ("kaiming-trunk", "pytorch"):
+        model = build_model("mlp", (1, 28, 28), 10, seed=0, init=scheme)
+        torch.manual_seed(5)
+        reinitialise(model)
+        torch.manual_seed(5)
+        fresh = build_model("mlp", (1, 28, 28), 10, init=scheme)
+        trunk = model.body[1].weight
+        assert trunk.std().item() == pytest.approx(
+            (2 / 784) ** 0.5 if scheme == "kaiming-trunk" else (3 * 784) ** -0.5, rel=0.1)
+        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), fresh.parameters(),
+                                                     strict=True))
 
 
 def test_mlp_initialisation_is_named_in_the_config_only_when_given():
@@ -339,7 +361,26 @@ def test_mlp_initialisation_is_named_in_the_config_only_when_given():
     from forgetless.errors import ConfigurationError
     from forgetless.models import build_model
 
-    assert "init" not in config_from_options().model_options  # run ids unchanged
+    assert "init" not in config_from_options().model_options
     assert config_from_options(init="xavier").model_options["init"] == "xavier"
-    with pytest.raises(ConfigurationError, match="choose one of pytorch, xavier, kaiming"):
+    with pytest.raises(ConfigurationError,
+                       match="choose one of kaiming-trunk, kaiming, xavier, pytorch"):
         build_model("mlp", (1, 28, 28), 10, init="he")
+
+
+def test_the_run_id_names_the_mlp_initialisation_so_older_default_runs_are_not_reused():
+    """Runs stored before the default became Kaiming's have no ``init`` in their config; the
+    resolved config spells it out, so a store never hands one back for today's default."""
+    from forgetless.config import RunConfig, run_id
+    from forgetless.experiments.runner import configured_strategy
+
+    def resolved_and_id(config):
+        return configured_strategy(config)[1:]
+
+    default, default_id = resolved_and_id(RunConfig())
+    assert default["model_options"] == {"init": "kaiming-trunk"}
+    assert default_id == resolved_and_id(RunConfig(model_options={"init": "kaiming-trunk"}))[1]
+    as_stored_before = {**default, "model_options": {}}
+    pytorch_id = resolved_and_id(RunConfig(model_options={"init": "pytorch"}))[1]
+    assert len({run_id(as_stored_before), default_id, pytorch_id}) == 3
+    assert "init" not in resolved_and_id(RunConfig(model="convnet"))[0]["model_options"]

@@ -26,8 +26,8 @@ def experiment_options(function):
         click.option("--model", help="mlp or convnet (default mlp); smollm2, minilm, hf:PATH "
                                      "(a local Hugging Face folder), tiny-lm, tiny-encoder."),
         click.option("--hidden", help="MLP hidden sizes, e.g. 400,400."),
-        click.option("--init", "init", help="MLP initialisation: pytorch (default), xavier or "
-                                            "kaiming."),
+        click.option("--init", "init", help="MLP initialisation: kaiming-trunk (default), "
+                                            "kaiming, xavier or pytorch."),
         click.option("--epochs", type=int, help="Epochs per task (default 5)."),
         click.option("--iterations", type=int, help="Steps per task (instead of epochs)."),
         click.option("--batch-size", type=int, help="Mini-batch size (default 128)."),

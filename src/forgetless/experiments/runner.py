@@ -39,8 +39,14 @@ class Experiment:
 
 
 def resolve(config: RunConfig, strategy) -> dict:
-    """The configuration with every strategy hyper-parameter spelled out (``name.param``)."""
+    """The configuration with every strategy hyper-parameter spelled out (``name.param``), and
+    the MLP's initialisation: runs stored before its default changed (PyTorch's then, no
+    ``init`` in their config) are never taken for runs of today's default."""
+    from forgetless.models.networks import DEFAULT_INIT
+
     resolved = config.to_dict()
+    if resolved["model"] == "mlp":
+        resolved["model_options"] = {"init": DEFAULT_INIT, **resolved["model_options"]}
     parts = getattr(strategy, "parts", [strategy])
     resolved["strategy_params"] = {f"{p.name}.{k}": v for p in parts
                                    for k, v in p.hyperparameters().items()}

@@ -12,10 +12,10 @@ trains on the stream itself:
   on the memory alone.
 
 How it sits in the Learner's hooks: ``training_data`` offers the task's samples to the sampler
-and returns the whole memory as what the task trains on; ``before_task`` re-initialises every
-module of the model (``reset_parameters``, the layers' own initialisation, seeded from the
-learner's generator so that a resumed run draws the same weights) and drops the optimiser's
-state. The task's budget (``epochs`` over the memory, or ``iterations``) then trains the fresh
+and returns the whole memory as what the task trains on; ``before_task`` re-initialises the
+model (``reinitialise``: the model's own ``reset_parameters`` where it has one, as the MLP does
+with its ``init``, else every layer's; seeded from the learner's generator so that a resumed
+run draws the same weights) and drops the optimiser's state. The task's budget (``epochs`` over the memory, or ``iterations``) then trains the fresh
 model on the memory with every hook and mask, before the Learner evaluates it: the same as
 training from scratch at the task's end.
 
@@ -51,6 +51,17 @@ def greedy_class_balanced(labels: list[int], capacity: int,
             victim.pop(int(u_sample * len(victim)))
             held.append(position)
     return sorted(p for v in kept.values() for p in v)
+
+
+def reinitialise(model: torch.nn.Module) -> None:
+    """``model`` as if newly built: its own ``reset_parameters`` (its initialisation scheme)
+    where it defines one, else each layer's."""
+    if callable(getattr(model, "reset_parameters", None)):
+        model.reset_parameters()
+        return
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
 
 
 @register("gdumb")
@@ -89,7 +100,5 @@ class GDumb(MemoryStrategy):
             torch.cuda.current_device() if device.index is None else device.index]
         with torch.random.fork_rng(devices=gpus):  # the global RNG is left as it was
             torch.manual_seed(seed)
-            for module in self.learner.model.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
+            reinitialise(self.learner.model)
         self.learner.optimizer = None  # a fresh model starts with a fresh optimiser
