@@ -75,3 +75,24 @@ def test_the_bar_names_the_runs_training_now_in_full(tmp_path, capsys):
     err = capsys.readouterr().err
     for seed in (0, 1):  # each run is named while it trains, not only once it has finished
         assert f"now ewc ewc.lam=12.5 class seed {seed}" in err
+
+
+def test_the_prior_scales_with_the_samples_a_run_trains_on():
+    """Before any run is stored, a naive run's seconds come from the default comparison's
+    (3 epochs over the embedded split's 4,000 samples), scaled by what this run trains on: a
+    bigger source or more epochs cost more, an iteration budget counts its steps' samples."""
+    from forgetless.experiments.runner import config_stream
+
+    model = CostModel({}, {})
+    default = RunConfig(epochs=3)
+    assert model.naive_train_seconds(default) == pytest.approx(costs.NAIVE_TRAIN_SECONDS_PRIOR)
+    assert model.naive_train_seconds(default.updated(epochs=6)) == pytest.approx(
+        2 * costs.NAIVE_TRAIN_SECONDS_PRIOR)
+    digits = default.updated(source="digits")
+    size = sum(len(t.train_x) for t in config_stream(digits))
+    assert size != costs.PRIOR_TRAIN_SAMPLES
+    assert model.naive_train_seconds(digits) == pytest.approx(
+        costs.NAIVE_TRAIN_SECONDS_PRIOR * size / costs.PRIOR_TRAIN_SAMPLES)
+    steps = default.updated(iterations=100, batch_size=64)  # 100 x 64 x 5 tasks
+    assert model.naive_train_seconds(steps) == pytest.approx(
+        costs.NAIVE_TRAIN_SECONDS_PRIOR * 100 * 64 * 5 / (3 * costs.PRIOR_TRAIN_SAMPLES))

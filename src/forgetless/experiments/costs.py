@@ -24,27 +24,25 @@ from forgetless.results.store import RunStore, protocol_key
 #: Train time over naive's on the embedded split MNIST, `--quick` (the "time x naive" column of
 #: benchmarks/compare.md, `forgetless compare --csv compare.csv`, mean over scenarios, rounded).
 COST_PRIOR = {
-    "naive": 1.0, "joint": 0.9, "cumulative": 3.0,
-    "ewc": 1.8, "online-ewc": 1.7, "si": 1.6, "mas": 1.5, "lwf": 1.4, "l2": 1.2,
-    "er": 1.6, "er-ace": 1.8, "agem": 2.5, "gem": 4.2, "derpp": 2.7, "icarl": 2.5,
-    "gdumb": 0.7, "pnn": 4.3, "packnet": 1.9, "hat": 1.5,
+    "naive": 1.0, "joint": 0.9, "cumulative": 2.3,
+    "ewc": 1.6, "online-ewc": 1.4, "si": 1.2, "mas": 1.1, "lwf": 1.1, "l2": 1.0,
+    "er": 1.3, "er-ace": 1.5, "agem": 1.8, "gem": 3.3, "derpp": 2.2, "icarl": 2.0,
+    "gdumb": 0.6, "pnn": 3.5, "packnet": 1.6, "hat": 1.3, "mir": 3.9,
     # the small VAE with its floor of 100 generator steps per task (issue 16; the 400-400 VAE,
-    # the default before, cost 22-27x): 6.5-6.9x in the three scenarios of the comparison
-    "generative-replay": 6.7,
-    # not in compare.md: the quick protocol, class-incremental only, by benchmarks/mir_cost.py
-    # (benchmarks/online.md): 3.1x, 4.2x and 5.2x in three runs on a loaded machine (ER,
-    # fill=stream, 1.4-1.7x in the same runs); the middle one
-    "mir": 4.2,
+    # the default before, cost 22-27x)
+    "generative-replay": 5.9,
 }
 #: A strategy neither the store nor the prior knows.
 UNKNOWN_COST = 2.0
-#: Train seconds of one naive run of the default protocol (3 epochs per task, split MNIST), and
-#: the seconds each run spends outside training (data, evaluation, set-up): in
-#: benchmarks/compare.md's table naive trains in 0.46 s, and the 156 runs took 145 s on 2
-#: workers (290 worker-seconds) of which 240 s were train time: 50 s / 156 runs = 0.32 s.
-NAIVE_TRAIN_SECONDS_PRIOR = 0.46
+#: Train seconds of one naive run of the default protocol (3 epochs per task over the embedded
+#: split MNIST's PRIOR_TRAIN_SAMPLES), and the seconds each run spends outside training (data,
+#: evaluation, set-up): in benchmarks/compare.md's table naive trains in 0.72 s, and the 165
+#: runs took 145 s on 2 workers (290 worker-seconds) of which 225 s were train time: 65 s /
+#: 165 runs = 0.39 s.
+NAIVE_TRAIN_SECONDS_PRIOR = 0.72
 PRIOR_EPOCHS = 3
-RUN_OVERHEAD_S = 0.32
+PRIOR_TRAIN_SAMPLES = 4000
+RUN_OVERHEAD_S = 0.39
 
 
 def _parts(spec: str) -> list[str]:
@@ -89,17 +87,56 @@ class CostModel:
         return strategy in self.ratios
 
     def naive_train_seconds(self, config: RunConfig) -> float:
+        """A naive run's train seconds: measured on this protocol, else a text benchmark's own
+        prior scaled by the epochs, else the default comparison's scaled by the samples the
+        run trains on (its stream's size, epochs or iterations): full Fashion-MNIST is 15
+        times the embedded split's 4,000."""
         protocol = protocol_key(config.to_dict())
         if protocol in self.naive_seconds:
             return self.naive_seconds[protocol]
         seconds, epochs_measured, _ = _benchmark_prior(config.benchmark)
-        epochs = config.epochs if not config.iterations else epochs_measured
-        return seconds * epochs / epochs_measured
+        if _has_own_prior(config.benchmark):
+            epochs = config.epochs if not config.iterations else epochs_measured
+            return seconds * epochs / epochs_measured
+        return seconds * _samples_trained(config) / (epochs_measured * PRIOR_TRAIN_SAMPLES)
 
     def seconds(self, config: RunConfig) -> float:
         """The expected wall seconds of one run on one worker."""
         return self.ratio(config.strategy) * self.naive_train_seconds(config) + \
             _benchmark_prior(config.benchmark)[2]
+
+
+def _samples_trained(config: RunConfig) -> int:
+    """Training samples one run of ``config`` goes through: its tasks' iterations times the
+    batch, else its stream's training samples times the epochs (one pass on a stream)."""
+    if config.iterations:
+        return config.iterations * config.batch_size * config.tasks
+    passes = 1 if config.stream != "tasks" else config.epochs
+    return passes * _stream_train_samples(config)
+
+
+_STREAM_SIZES: dict[str, int] = {}
+
+
+def _stream_train_samples(config: RunConfig) -> int:
+    """The training samples of ``config``'s stream, built once per data protocol (loading its
+    source; nothing is written)."""
+    from forgetless.experiments.runner import canonical_names, config_stream
+
+    key = protocol_key({k: v for k, v in config.to_dict().items()
+                        if k in ("benchmark", "source", "tasks", "data_dir", "benchmark_options",
+                                 "scenario")})
+    if key not in _STREAM_SIZES:
+        stream = config_stream(canonical_names(config))
+        _STREAM_SIZES[key] = sum(len(task.train_x) for task in stream)
+    return _STREAM_SIZES[key]
+
+
+def _has_own_prior(benchmark: str) -> bool:
+    from forgetless.data.benchmarks import BENCHMARKS
+
+    return benchmark in BENCHMARKS and getattr(BENCHMARKS.get(benchmark), "cost_prior",
+                                               None) is not None
 
 
 def _benchmark_prior(benchmark: str) -> tuple[float, int, float]:

@@ -53,6 +53,22 @@ def resolve(config: RunConfig, strategy) -> dict:
     return resolved
 
 
+def config_stream(config: RunConfig):
+    """The stream a (canonically named) config trains on; a sweep's tuning run gets the first
+    tasks only, or a validation split."""
+    source_options = {"data_dir": config.data_dir} if config.data_dir else {}
+    options = dict(config.benchmark_options)
+    tuning = {k: options.pop(k) for k in TUNING_OPTIONS if k in options}
+    stream = build_stream(config.benchmark, config.scenario, config.tasks, seed=config.seed,
+                          source=config.source, source_options=source_options,
+                          model=config.model, **options)
+    if tuning:
+        from forgetless.data.transforms import tuning_stream
+
+        stream = tuning_stream(stream, tuning, config.seed)
+    return stream
+
+
 def canonical_names(config: RunConfig) -> RunConfig:
     """The config with every registered name in its registered spelling (``EWC`` -> ``ewc``,
     ``class-il`` -> ``class``), so the run id does not depend on how a name was typed; an
@@ -83,16 +99,7 @@ def configured_strategy(config: RunConfig):
 def prepare(config: RunConfig, progress: bool | None = None) -> Experiment:
     """Build everything and check it fits together, before any training or writing."""
     config = canonical_names(config)
-    source_options = {"data_dir": config.data_dir} if config.data_dir else {}
-    options = dict(config.benchmark_options)
-    tuning = {k: options.pop(k) for k in TUNING_OPTIONS if k in options}
-    stream = build_stream(config.benchmark, config.scenario, config.tasks, seed=config.seed,
-                          source=config.source, source_options=source_options,
-                          model=config.model, **options)
-    if tuning:  # a sweep's tuning run: the first tasks only, or a validation split
-        from forgetless.data.transforms import tuning_stream
-
-        stream = tuning_stream(stream, tuning, config.seed)
+    stream = config_stream(config)
     strategy, resolved, identifier = configured_strategy(config)
     check_scenario(strategy, stream.scenario)
     torch.manual_seed(config.seed)
