@@ -51,6 +51,17 @@ def test_bad_user_tensors_get_a_clear_error(x, y, message):
         Source.from_tensors(x, y, x, y)
 
 
+def test_finite_inputs_whose_sum_overflows_are_accepted_and_one_infinity_is_not():
+    """The finiteness check sums the inputs first (one pass); a sum that overflows on finite
+    values must fall through to the exact check, not refuse the data."""
+    huge = torch.full((4, 3), 3e38)  # finite, but the float32 sum is inf
+    y = torch.tensor([0, 1, 0, 1])
+    assert Source.from_tensors(huge, y, huge, y).train_x.shape == (4, 3)
+    huge[2, 1] = float("inf")
+    with pytest.raises(DataError, match="NaN or infinite values in 1 sample"):
+        Source.from_tensors(huge, y, huge, y)
+
+
 def test_labels_outside_the_head_are_refused():
     x = torch.rand(4, 3)
     with pytest.raises(DataError, match="outside the head's 2 outputs"):
