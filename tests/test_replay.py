@@ -286,6 +286,32 @@ def test_generative_replay_rehearses_each_generated_batch_for_replay_every_steps
         assert x is drawn[step // every].x
 
 
+@pytest.mark.parametrize("kind, settings, steps", [
+    ("vae", {"generator_budget": 2.0}, 100),  # 2 x 10 classifier steps, raised to the floor
+    ("vae", {"generator_budget": 2.0, "generator_min_steps": 5}, 20),  # the budget binds
+    ("vae", {"generator_budget": 12.0}, 120),  # above the floor
+    ("gan", {"generator_budget": 2.0}, 20),  # the GAN has no floor
+])
+def test_the_generator_takes_its_budget_or_its_floor_whichever_is_more(digits_streams,
+                                                                       monkeypatch, kind,
+                                                                       settings, steps):
+    """The generator's steps per task: ``generator_budget`` times the classifier's, at least
+    ``generator_min_steps`` (the VAE's 100 by default: a short budget trains too few)."""
+    from forgetless.strategies.replay import generators
+
+    taken = []
+    cls = generators.GENERATORS[kind]
+    train_step = cls.train_step
+    monkeypatch.setattr(cls, "train_step",
+                        lambda self, *a, **k: taken.append(1) or train_step(self, *a, **k))
+    stream = Stream(digits_streams["class"].tasks[:1], "class", 10)
+    learner = make_learner("generative-replay", stream,
+                           {"generator": kind, "generator_hidden": [16], "latent": 4, **settings},
+                           iterations=10)
+    learner.fit(stream)
+    assert len(taken) == steps
+
+
 def test_generative_replay_checks_its_settings_and_inputs(digits_streams):
     with pytest.raises(ConfigurationError, match="generator=gan"):
         build_strategy("generative-replay", {"generator": "diffusion"})
