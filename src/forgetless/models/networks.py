@@ -53,7 +53,8 @@ class MLP(nn.Module):
     its Linear layers (``INITIALISATIONS``; default Kaiming's on the hidden layers)."""
 
     def __init__(self, input_shape: tuple[int, ...], num_outputs: int,
-                 hidden: tuple[int, ...] | list[int] = (400, 400), init: str = DEFAULT_INIT) -> None:
+                 hidden: tuple[int, ...] | list[int] = (400, 400),
+                 init: str = DEFAULT_INIT) -> None:
         super().__init__()
         if init not in INITIALISATIONS:
             raise ConfigurationError(

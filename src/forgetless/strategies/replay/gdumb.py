@@ -15,9 +15,10 @@ How it sits in the Learner's hooks: ``training_data`` offers the task's samples 
 and returns the whole memory as what the task trains on; ``before_task`` re-initialises the
 model (``reinitialise``: the model's own ``reset_parameters`` where it has one, as the MLP does
 with its ``init``, else every layer's; seeded from the learner's generator so that a resumed
-run draws the same weights) and drops the optimiser's state. The task's budget (``epochs`` over the memory, or ``iterations``) then trains the fresh
-model on the memory with every hook and mask, before the Learner evaluates it: the same as
-training from scratch at the task's end.
+run draws the same weights) and drops the optimiser's state. The task's budget (``epochs``
+over the memory, or ``iterations``) then trains the fresh model on the memory with every hook
+and mask, before the Learner evaluates it: the same as training from scratch at the task's
+end.
 
 In a process group the sampler runs alike on every rank over the gathered memory and the
 task, every rank trains on the whole memory (the Learner gives each its share of every batch),
