@@ -370,7 +370,8 @@ def test_mlp_initialisation_is_named_in_the_config_only_when_given():
 
 def test_the_run_id_names_the_mlp_initialisation_so_older_default_runs_are_not_reused():
     """Runs stored before the default became Kaiming's have no ``init`` in their config; the
-    resolved config spells it out, so a store never hands one back for today's default."""
+    resolved config spells today's out, so a store never hands one back for today's default,
+    and leaves PyTorch's out, so ``--init pytorch`` finds them (and resumes their checkpoints)."""
     from forgetless.config import RunConfig, run_id
     from forgetless.experiments.runner import configured_strategy
 
@@ -382,5 +383,7 @@ def test_the_run_id_names_the_mlp_initialisation_so_older_default_runs_are_not_r
     assert default_id == resolved_and_id(RunConfig(model_options={"init": "kaiming-trunk"}))[1]
     as_stored_before = {**default, "model_options": {}}
     pytorch_id = resolved_and_id(RunConfig(model_options={"init": "pytorch"}))[1]
-    assert len({run_id(as_stored_before), default_id, pytorch_id}) == 3
+    assert run_id(as_stored_before) == pytorch_id != default_id
+    assert resolved_and_id(RunConfig(model_options={"init": "xavier"}))[1] not in (
+        pytorch_id, default_id)
     assert "init" not in resolved_and_id(RunConfig(model="convnet"))[0]["model_options"]

@@ -40,13 +40,17 @@ class Experiment:
 
 def resolve(config: RunConfig, strategy) -> dict:
     """The configuration with every strategy hyper-parameter spelled out (``name.param``), and
-    the MLP's initialisation: runs stored before its default changed (PyTorch's then, no
-    ``init`` in their config) are never taken for runs of today's default."""
+    the MLP's initialisation unless it is PyTorch's: runs stored before the default changed
+    (PyTorch's then, no ``init`` in their config) are never taken for runs of today's default,
+    and ``--init pytorch`` finds them again (their records, their checkpoints)."""
     from forgetless.models.networks import DEFAULT_INIT
 
     resolved = config.to_dict()
     if resolved["model"] == "mlp":
-        resolved["model_options"] = {"init": DEFAULT_INIT, **resolved["model_options"]}
+        options = {"init": DEFAULT_INIT, **resolved["model_options"]}
+        if options["init"] == "pytorch":
+            del options["init"]
+        resolved["model_options"] = options
     parts = getattr(strategy, "parts", [strategy])
     resolved["strategy_params"] = {f"{p.name}.{k}": v for p in parts
                                    for k, v in p.hyperparameters().items()}
