@@ -19,7 +19,7 @@ steps than the classifier: ``generator_budget`` is its steps per task as a multi
 classifier's steps on that task, and ``generator_min_steps`` the fewest it takes whatever the
 classifier's budget (a short budget of 3 epochs on 800 samples is 21 classifier steps, too few
 for any generator); ``generator_seconds`` records the time it costs. Training the generator is
-most of the method's time (``generators.py`` on the default VAE's size), and
+most of the method's time (``generators.py`` says why the default VAE is small), and
 ``replay_every=k`` draws and labels a replay batch once per k steps (saving the labeller's
 forward and the decoder's on the others; benchmarks/replay.md, "Generative replay at the cost
 of replay", has each variant's time and ACC).
