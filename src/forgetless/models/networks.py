@@ -25,8 +25,8 @@ MODELS: Registry = Registry("model")
 #:   767a607, with which the figures of benchmarks/ measured before then were made.
 #: The scale matters for forgetting: on split MNIST, task-incremental naive fine-tuning keeps
 #: far more of old tasks from the trunk's larger scale (97.7% with "kaiming", 96.7% with
-#: "kaiming-trunk" against 90.0%, 5 seeds), and so does every class-incremental method but
-#: one; the head's larger scale is what the paper's A-GEM cannot take (43.5% under "kaiming"
+#: "kaiming-trunk" against 90.0%, 5 seeds), and so do the class-incremental replay methods;
+#: the head's larger scale is what the paper's A-GEM cannot take (43.5% under "kaiming"
 #: against 71.0%, 74.5% under "kaiming-trunk"): benchmarks/issue12.md, "The default
 #: initialisation".
 INITIALISATIONS = ("kaiming-trunk", "kaiming", "xavier", "pytorch")
