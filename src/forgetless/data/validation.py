@@ -23,8 +23,8 @@ def check_inputs(x: torch.Tensor, what: str) -> None:
         raise DataError(
             f"{what} has dtype {x.dtype}; convert it to float, e.g. x.float() / 255 for pixels."
         )
-    if bool(torch.isfinite(x.sum())):  # one pass, 30x faster than an elementwise mask: a
-        return  # NaN or infinity anywhere makes the sum non-finite (an overflow goes on below)
+    if bool(torch.isfinite(x.sum())):  # one reduction instead of a mask as big as x: a NaN or
+        return  # an infinity anywhere makes the sum non-finite (an overflow goes on below)
     bad = ~torch.isfinite(x)
     if bad.any():
         n = int(bad.any(dim=tuple(range(1, x.ndim))).sum())

@@ -94,11 +94,13 @@ class CostModel:
         protocol = protocol_key(config.to_dict())
         if protocol in self.naive_seconds:
             return self.naive_seconds[protocol]
-        seconds, epochs_measured, _ = _benchmark_prior(config.benchmark)
-        if _has_own_prior(config.benchmark):
+        own = _own_prior(config.benchmark)
+        if own is not None:
+            seconds, epochs_measured, _ = own
             epochs = config.epochs if not config.iterations else epochs_measured
             return seconds * epochs / epochs_measured
-        return seconds * _samples_trained(config) / (epochs_measured * PRIOR_TRAIN_SAMPLES)
+        return (NAIVE_TRAIN_SECONDS_PRIOR * _samples_trained(config)
+                / (PRIOR_EPOCHS * PRIOR_TRAIN_SAMPLES))
 
     def seconds(self, config: RunConfig) -> float:
         """The expected wall seconds of one run on one worker."""
@@ -132,23 +134,22 @@ def _stream_train_samples(config: RunConfig) -> int:
     return _STREAM_SIZES[key]
 
 
-def _has_own_prior(benchmark: str) -> bool:
+def _own_prior(benchmark: str) -> tuple[float, int, float] | None:
+    """A text benchmark's own measured ``cost_prior`` (its model's loading and evaluation
+    dominate); None for the others."""
     from forgetless.data.benchmarks import BENCHMARKS
 
-    return benchmark in BENCHMARKS and getattr(BENCHMARKS.get(benchmark), "cost_prior",
-                                               None) is not None
+    if benchmark not in BENCHMARKS:
+        return None
+    return getattr(BENCHMARKS.get(benchmark), "cost_prior", None)
 
 
 def _benchmark_prior(benchmark: str) -> tuple[float, int, float]:
     """(naive train seconds, at how many epochs, overhead seconds per run) before any run is
-    stored: a text benchmark's own measured ``cost_prior`` (its model's loading and evaluation
-    dominate), else the default comparison's."""
-    from forgetless.data.benchmarks import BENCHMARKS
-
-    if benchmark in BENCHMARKS:
-        prior = getattr(BENCHMARKS.get(benchmark), "cost_prior", None)
-        if prior is not None:
-            return prior
+    stored: the benchmark's own prior, else the default comparison's."""
+    own = _own_prior(benchmark)
+    if own is not None:
+        return own
     return NAIVE_TRAIN_SECONDS_PRIOR, PRIOR_EPOCHS, RUN_OVERHEAD_S
 
 
