@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -40,15 +41,30 @@ def matrix_of(config: RunConfig) -> list[list[float]]:
     return run(config, progress=False).accuracy_matrix
 
 
-def on_ranks(configs: list[RunConfig], ranks: int = 2, job=matrix_of) -> list:
+def on_ranks(configs: list[RunConfig], ranks: int = 2, job=matrix_of, attempts: int = 2) -> list:
     """``job(config)`` for each config, run as ``ranks`` processes of one process group;
-    rank 0's results (``job`` must be a module-level function: it is pickled)."""
-    with tempfile.TemporaryDirectory() as folder:
-        rendezvous, out = os.path.join(folder, "rendezvous"), os.path.join(folder, "out.pkl")
-        mp.spawn(_rank_main, args=(ranks, rendezvous, configs, out, job), nprocs=ranks,
-                 join=True)
-        with open(out, "rb") as f:
-            return pickle.load(f)
+    rank 0's results (``job`` must be a module-level function: it is pickled).
+
+    A process group whose rank was killed by a signal is run again, once, with a warning:
+    CI once saw rank 1 abort inside native code ("terminate called without an active
+    exception", from the C++ runtime under gloo), which seven runs here never repeated. A
+    Python exception in a rank (a failed check, a desynchronised collective's error) is never
+    retried, and neither is a second crash, so a bug that crashes every time still fails."""
+    for attempt in range(1, attempts + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            rendezvous, out = os.path.join(folder, "rendezvous"), os.path.join(folder, "out.pkl")
+            try:
+                mp.spawn(_rank_main, args=(ranks, rendezvous, configs, out, job), nprocs=ranks,
+                         join=True)
+            except mp.ProcessExitedException as crash:
+                if crash.signal_name is None or attempt == attempts:
+                    raise
+                warnings.warn(f"a rank crashed natively ({crash}); running the process group "
+                              f"again (attempt {attempt + 1} of {attempts})", stacklevel=2)
+                continue
+            with open(out, "rb") as f:
+                return pickle.load(f)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def single(configs: list[RunConfig], job=matrix_of) -> list:
