@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import tempfile
 import warnings
 
@@ -32,6 +33,12 @@ def _rank_main(rank: int, ranks: int, rendezvous: str, configs: list[RunConfig],
                 pickle.dump(results, f)
     finally:
         dist.destroy_process_group()
+    # Leave without the interpreter's teardown: in CI, a rank that had finished its jobs and
+    # destroyed the group aborted there ("terminate called without an active exception", no
+    # Python frame), which failed the whole process group while rank 0 was still finishing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def matrix_of(config: RunConfig) -> list[list[float]]:
@@ -45,11 +52,11 @@ def on_ranks(configs: list[RunConfig], ranks: int = 2, job=matrix_of, attempts: 
     """``job(config)`` for each config, run as ``ranks`` processes of one process group;
     rank 0's results (``job`` must be a module-level function: it is pickled).
 
-    A process group whose rank was killed by a signal is run again, once, with a warning:
-    CI once saw rank 1 abort inside native code ("terminate called without an active
-    exception", from the C++ runtime under gloo), which seven runs here never repeated. A
-    Python exception in a rank (a failed check, a desynchronised collective's error) is never
-    retried, and neither is a second crash, so a bug that crashes every time still fails."""
+    A process group whose rank was killed by a signal is run again, once, with a warning: the
+    ranks skip the teardown where CI saw them abort (``_rank_main``), and this is the fallback
+    should a native crash strike elsewhere. A Python exception in a rank (a failed check, a
+    desynchronised collective's error) is never retried, and neither is a second crash, so a
+    bug that crashes every time still fails."""
     for attempt in range(1, attempts + 1):
         with tempfile.TemporaryDirectory() as folder:
             rendezvous, out = os.path.join(folder, "rendezvous"), os.path.join(folder, "out.pkl")
