@@ -140,6 +140,18 @@ def test_a_run_is_stored_and_show_finds_it_by_a_prefix(tmp_path, capsys, monkeyp
         assert len(db) == 1
 
 
+def test_a_text_benchmark_is_named_without_the_image_source_it_never_reads(tmp_path, capsys):
+    store = tmp_path / "runs.db"
+    record = fake_run("ncm", benchmark="topics", tasks=3)  # source keeps its default, mnist
+    with RunStore(store) as db:
+        db.put(record)
+    _, listed, _ = run_cli(capsys, "runs", "--store", str(store))
+    row = next(line for line in listed.splitlines() if line.startswith(record.run_id[:10]))
+    assert " topics " in row and "mnist" not in row
+    _, shown, _ = run_cli(capsys, "show", record.run_id[:8], "--store", str(store))
+    assert shown.startswith(f"run {record.run_id}: ncm on topics, class-incremental")
+
+
 def test_an_ambiguous_prefix_lists_the_matches(tmp_path, capsys):
     runs = [fake_run("naive", seed=s) for s in range(40)]
     store = tmp_path / "runs.db"

@@ -138,6 +138,7 @@ def runs(store, table, csv_path, markdown_path, limit, wide, **filters) -> None:
 
 #: The run list's columns; ``drop`` orders what a narrow terminal loses first.
 def _run_list_columns(wide: bool) -> list:
+    from forgetless.results.summary import data_name
     from forgetless.tables import Column
 
     return [
@@ -147,7 +148,7 @@ def _run_list_columns(wide: bool) -> list:
         Column("strategy", lambda r: r["strategy"], "l"),
         Column("family", lambda r: r["family"] or "", "l", drop=5),
         Column("scenario", lambda r: r["scenario"], "l"),
-        Column("benchmark", lambda r: f"{r['benchmark']} {r['source']}", "l", drop=2),
+        Column("benchmark", data_name, "l", drop=2),
         Column("protocol", lambda r: r["protocol"][:8], "l", drop=6),
         Column("seed", lambda r: str(r["seed"])),
         Column("ACC %", lambda r: f"{100 * r['acc']:.1f}"),

@@ -31,12 +31,13 @@ def find_run(what: str, store: str):
 def show(run, store) -> None:
     """Show the accuracy matrix and metrics of a run: its run id (or a unique prefix of it) in
     the results store, or a JSON file saved with `forgetless run --output`."""
+    from forgetless.results.summary import data_name
     from forgetless.tables import format_accuracy_matrix, format_metrics
 
     result = find_run(run, store)
     config = result.config
     click.echo(f"run {result.run_id}: {result.strategy_info.get('name', config['strategy'])} on "
-               f"{config['benchmark']} {config['source']}, {config['scenario']}-incremental, "
+               f"{data_name(config)}, {config['scenario']}-incremental, "
                f"{len(result.accuracy_matrix)} tasks, seed {config['seed']}")
     click.echo(format_accuracy_matrix(result.accuracy_matrix, result.task_descriptions,
                                       result.untrained_accuracy))

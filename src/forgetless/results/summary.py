@@ -150,6 +150,14 @@ class Group:
 TEXT_BENCHMARKS = ("knowledge", "topics")
 
 
+def data_name(config: dict) -> str:
+    """``split mnist``: the benchmark and its image source; a text benchmark alone (it reads
+    no image source, so the config's default ``source`` means nothing there)."""
+    if config.get("benchmark") in TEXT_BENCHMARKS:
+        return str(config.get("benchmark"))
+    return f"{config.get('benchmark')} {config.get('source')}"
+
+
 def describe_protocol(config: dict) -> str:
     """``split mnist, 5 tasks, mlp 400-400, 2 epochs/task, batch 128, adam lr 0.001``."""
     hidden = config.get("model_options", {}).get("hidden")
@@ -158,9 +166,7 @@ def describe_protocol(config: dict) -> str:
     model += f" ({init} init)" if init else ""
     budget = (f"{config['iterations']} steps/task" if config.get("iterations")
               else f"{config.get('epochs')} epochs/task")
-    data = config.get("benchmark") if config.get("benchmark") in TEXT_BENCHMARKS else \
-        f"{config.get('benchmark')} {config.get('source')}"
-    parts = [data, f"{config.get('tasks')} tasks",
+    parts = [data_name(config), f"{config.get('tasks')} tasks",
              model, budget, f"batch {config.get('batch_size')}",
              f"{config.get('optimizer')} lr {config.get('lr'):g}"]
     if config.get("benchmark_options"):
