@@ -1,5 +1,6 @@
 """The two-rank harness runs a process group again after a native crash, once, and never
-after a Python exception: a flaky transport must not fail the suite, a real bug must."""
+after a Python exception: a rare abort outside forgetless's code must not fail the suite, a
+real bug must."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _abort_once_on_rank_one(marker: str) -> str:
 
     if dist.get_rank() == 1 and not os.path.exists(marker):
         open(marker, "w").close()
-        os.abort()  # a native crash, as gloo's was
+        os.abort()  # a native crash, as CI's abort in a rank's teardown was
     return "done"
 
 
