@@ -13,7 +13,6 @@ Naive always runs first (the ratios' base); name strategies to run only those be
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 
@@ -39,8 +38,7 @@ def generator_note(kind: str, costs: dict) -> str:
     from forgetless.strategies.replay.generative_replay import GenerativeReplay
 
     rule = GenerativeReplay(generator=kind)
-    steps = sum(max(math.ceil(rule.generator_budget * s), rule.generator_min_steps)
-                for s in costs["steps"])
+    steps = sum(rule.generator_steps(s) for s in costs["steps"])
     return (f"generator budget {rule.generator_budget:g}x classifier steps, at least "
             f"{rule.generator_min_steps} per task ({steps} steps)")
 

@@ -21,7 +21,12 @@ def _abort_once_on_rank_one(marker: str) -> str:
     return "done"
 
 
-def _always_raise(_: str) -> str:
+def _raise_after_signing_in(log: str) -> str:
+    import torch.distributed as dist
+
+    with open(log, "a") as f:  # one line per rank and attempt
+        f.write("attempt\n")
+    dist.barrier()  # both ranks have written before either raises
     raise ValueError("a bug")
 
 
@@ -33,5 +38,7 @@ def test_a_native_crash_is_run_again_once(tmp_path):
 
 
 def test_a_python_exception_is_not_run_again(tmp_path):
+    log = tmp_path / "attempts"
     with pytest.raises(mp.ProcessRaisedException, match="a bug"):
-        on_ranks(["x"], job=_always_raise)
+        on_ranks([str(log)], job=_raise_after_signing_in)
+    assert log.read_text().count("attempt") == 2  # two ranks, once: no second attempt

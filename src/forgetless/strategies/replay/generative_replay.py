@@ -236,6 +236,12 @@ class GenerativeReplay(Strategy):
     def after_step(self) -> None:
         self.steps_in_task += 1
 
+    def generator_steps(self, classifier_steps: int) -> int:
+        """The generator's steps after a task the classifier took ``classifier_steps`` on:
+        ``generator_budget`` times those, and at least ``generator_min_steps``."""
+        return max(math.ceil(self.generator_budget * max(1, classifier_steps)),
+                   self.generator_min_steps)
+
     def after_task(self, task) -> None:
         """Train the generator on this task's data and on its own replay of earlier tasks."""
         start = time.perf_counter()
@@ -250,9 +256,7 @@ class GenerativeReplay(Strategy):
         n_old = round(size * earlier / (earlier + 1))
         new_rows, old_rows, rows = generator_batch_rows(size, n_old)
         self.generator.train()
-        steps = max(math.ceil(self.generator_budget * max(1, self.steps_in_task)),
-                    self.generator_min_steps)
-        for _ in range(steps):
+        for _ in range(self.generator_steps(self.steps_in_task)):
             index = torch.randint(x.shape[0], (size - n_old,), generator=rng).to(x.device)
             index = index[new_rows]  # the task's part of this rank's rows
             ids = torch.full((len(index),), task.task_id, dtype=torch.long, device=x.device)
